@@ -1,0 +1,111 @@
+//! The REST API: the route table, dispatch with 404/405, and the shared
+//! context handlers receive. One file per resource below this module.
+
+mod oauth;
+mod streams;
+mod users;
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::{Req, Resp};
+use crate::storage::Db;
+use std::sync::Arc;
+
+/// What every handler can reach.
+pub struct Ctx {
+    pub db: Arc<Db>,
+    /// `http://host:port` of the API as clients should see it.
+    pub api_url: String,
+    /// The `endpoint` reported for streams, e.g. `ws://127.0.0.1:8081/v1/app`.
+    pub stream_endpoint: String,
+}
+
+/// The `token` event for a grant made by `spout admin token add`.
+pub fn admin_token_event(
+    tx: &mut crate::storage::Tx,
+    app: &crate::storage::App,
+    user_id: i64,
+    scopes: &[String],
+) -> ApiResult<()> {
+    oauth::emit_token_event(tx, &crate::config::cli_api_url(), app, user_id, Some(scopes))
+}
+
+type Handler = fn(&Ctx, &Req, &[&str]) -> ApiResult<Resp>;
+
+/// Method, path pattern (`{}` is one path segment), handler. The first
+/// pattern that matches wins, so literal paths come before `{}` ones.
+const ROUTES: &[(&str, &str, Handler)] = &[
+    ("POST", "/v1/oauth/access_token", oauth::access_token),
+    ("GET", "/v1/token", oauth::get_token),
+    ("DELETE", "/v1/token", oauth::delete_token),
+    ("GET", "/v1/apps/me/users/ids", oauth::app_user_ids),
+    ("GET", "/v1/apps/me/users/tokens", oauth::app_user_tokens),
+    ("GET", "/v1/users", users::get_many),
+    ("GET", "/v1/users/me", users::get_me),
+    ("PUT", "/v1/users/me", users::put_me),
+    ("PATCH", "/v1/users/me", users::patch_me),
+    ("GET", "/v1/users/{}", users::get_one),
+    ("GET", "/v1/streams", streams::list),
+    ("POST", "/v1/streams", streams::create),
+    ("DELETE", "/v1/streams", streams::delete_all),
+    ("GET", "/v1/streams/{}", streams::get_one),
+    ("PUT", "/v1/streams/{}", streams::update),
+    ("DELETE", "/v1/streams/{}", streams::delete_one),
+];
+
+fn matches<'a>(pattern: &str, path: &'a str) -> Option<Vec<&'a str>> {
+    let mut params = Vec::new();
+    let mut p = pattern.split('/');
+    let mut s = path.split('/');
+    loop {
+        match (p.next(), s.next()) {
+            (None, None) => return Some(params),
+            (Some("{}"), Some(seg)) if !seg.is_empty() => params.push(seg),
+            (Some(a), Some(b)) if a == b => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Routes a request; every failure becomes the pnut error envelope.
+pub fn dispatch(ctx: &Ctx, req: &Req) -> Resp {
+    let path = if req.path.len() > 1 { req.path.trim_end_matches('/') } else { &req.path };
+    let mut allowed: Vec<&str> = Vec::new();
+    for (method, pattern, handler) in ROUTES {
+        if let Some(params) = matches(pattern, path) {
+            if *method == req.method {
+                return handler(ctx, req, &params).unwrap_or_else(|e| Resp::error(&e));
+            }
+            if !allowed.contains(method) {
+                allowed.push(method);
+            }
+        }
+    }
+    if allowed.is_empty() {
+        Resp::error(&ApiError::not_found(format!("Not found: no endpoint at {path}")))
+    } else {
+        let e =
+            ApiError::new(405, format!("Method {} not allowed here; use {}", req.method, allowed.join(", ")));
+        Resp::error(&e).header("Allow", &allowed.join(", "))
+    }
+}
+
+/// A path or query id: a positive integer, else a 400 naming `field`.
+pub fn parse_id(field: &str, s: &str) -> ApiResult<i64> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::bad_request(format!("{field}: '{s}' is not a valid id")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_matching() {
+        assert_eq!(matches("/v1/users/{}", "/v1/users/12"), Some(vec!["12"]));
+        assert_eq!(matches("/v1/users/{}", "/v1/users/"), None);
+        assert_eq!(matches("/v1/users/{}", "/v1/users/1/posts"), None);
+        assert_eq!(matches("/v1/token", "/v1/token"), Some(vec![]));
+    }
+}

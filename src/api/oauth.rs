@@ -1,0 +1,155 @@
+//! OAuth token exchange (client_credentials, password), the calling token
+//! (`GET`/`DELETE /v1/token`) and an app's authorized users. Grants and
+//! revocations emit `token` events to their own app only.
+
+use super::users::user_value;
+use super::Ctx;
+use crate::auth;
+use crate::error::{ApiError, ApiResult};
+use crate::event::{Audience, AuthChange, NewEvent, ObjType, Signal};
+use crate::http::{str_field, Req, Resp};
+use crate::model::{self, prune, Kind, Opts};
+use crate::storage::{apps, users, App, Principal, Tx};
+use crate::util::now;
+use serde_json::{json, Value};
+
+fn required<'a>(m: &'a serde_json::Map<String, Value>, name: &str) -> ApiResult<&'a str> {
+    str_field(m, name)?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("{name}: required")))
+}
+
+/// Writes the `token` event for a grant, scope change or revocation
+/// (`scopes == None`), carrying the authorization change for the hub.
+pub fn emit_token_event(
+    tx: &mut Tx,
+    api_url: &str,
+    app: &App,
+    user_id: i64,
+    scopes: Option<&[String]>,
+) -> ApiResult<()> {
+    let user = users::by_id(tx, user_id)?.ok_or_else(ApiError::internal)?;
+    let uv = user_value(tx, api_url, &user, None)?;
+    let shown: Vec<String> = scopes.map(<[String]>::to_vec).unwrap_or_default();
+    let mut meta = json!({"timestamp": now(), "id": user_id.to_string(), "type": "token", "user_id": user_id.to_string()});
+    if scopes.is_none() {
+        meta["is_deleted"] = json!(true);
+    }
+    tx.emit(NewEvent {
+        kind: ObjType::Token,
+        audience: Audience::App { app_id: app.id },
+        auth: Some(AuthChange { app_id: app.id, user_id, scopes: scopes.map(<[String]>::to_vec) }),
+        envelope: json!({"meta": meta, "data": model::token(app, &shown, Some(uv))}),
+    })
+}
+
+/// `POST /v1/oauth/access_token`: plain OAuth JSON on success.
+pub fn access_token(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let body = req.params()?;
+    let grant = required(&body, "grant_type")?;
+    let client_id = required(&body, "client_id")?;
+    let bad_credentials =
+        || ApiError::unauthorized("Invalid credentials: the client secret, username or password is wrong");
+    match grant {
+        "client_credentials" => {
+            let secret = required(&body, "client_secret")?;
+            let out = ctx.db.write(|tx| {
+                let app = apps::app_with_secret(tx, client_id, secret)?.ok_or_else(bad_credentials)?;
+                let (_, token) = apps::create_app_token(tx, app.id)?;
+                Ok(json!({"access_token": token, "token": model::token(&app, &[], None)}))
+            })?;
+            Ok(Resp::plain(200, out))
+        }
+        "password" => {
+            let secret = match str_field(&body, "password_grant_secret")? {
+                Some(s) if !s.is_empty() => s,
+                _ => required(&body, "client_secret").map_err(|_| {
+                    ApiError::bad_request("password_grant_secret: required (or client_secret)")
+                })?,
+            };
+            let username = required(&body, "username")?;
+            let password = required(&body, "password")?;
+            let scopes = auth::parse_scopes(str_field(&body, "scope")?.unwrap_or(""))?;
+            // The slow password check runs before the write lock is taken.
+            let user = ctx.db.read(|c| {
+                let app = apps::app_with_secret(c, client_id, secret)?;
+                let user = users::check_password(c, username, password)?;
+                Ok(app.zip(user))
+            })?;
+            let (app, user) = user.ok_or_else(bad_credentials)?;
+            let out = ctx.db.write(|tx| {
+                let g = apps::grant(tx, app.id, user.id, &scopes)?;
+                if g.changed {
+                    emit_token_event(tx, &ctx.api_url, &app, user.id, Some(&scopes))?;
+                }
+                let uv = user_value(tx, &ctx.api_url, &user, Some(user.id))?;
+                Ok(json!({
+                    "access_token": g.token,
+                    "token": model::token(&app, &scopes, Some(uv)),
+                    "user_id": user.id.to_string(),
+                    "username": user.username,
+                }))
+            })?;
+            Ok(Resp::plain(200, out).header("X-OAuth-Scopes", &scopes.join(",")))
+        }
+        other => Err(ApiError::bad_request(format!(
+            "grant_type: '{other}' is not supported (use client_credentials or password)"
+        ))),
+    }
+}
+
+fn token_value(ctx: &Ctx, p: &Principal, req: &Req) -> ApiResult<Value> {
+    let user = match p.user_id {
+        Some(uid) => Some(ctx.db.read(|c| {
+            let u = users::by_id(c, uid)?.ok_or_else(ApiError::internal)?;
+            user_value(c, &ctx.api_url, &u, Some(uid))
+        })?),
+        None => None,
+    };
+    let mut v = model::token(&p.app, &p.scopes, user);
+    prune(&mut v, Kind::Other, &Opts::from_req(req));
+    Ok(v)
+}
+
+pub fn get_token(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let p = auth::any(&ctx.db, req)?;
+    Ok(Resp::ok(token_value(ctx, &p, req)?).header("X-OAuth-Scopes", &p.scopes.join(",")))
+}
+
+/// Revokes the calling token at once and returns it.
+pub fn delete_token(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let p = auth::any(&ctx.db, req)?;
+    let v = token_value(ctx, &p, req)?;
+    ctx.db.write(|tx| {
+        let ended = apps::revoke(tx, p.token_id)?;
+        if let (true, Some(uid)) = (ended, p.user_id) {
+            emit_token_event(tx, &ctx.api_url, &p.app, uid, None)?;
+        }
+        tx.signal(Signal::TokenRevoked { token_id: p.token_id });
+        Ok(())
+    })?;
+    Ok(Resp::ok(v))
+}
+
+pub fn app_user_ids(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let p = auth::app(&ctx.db, req)?;
+    let rows = ctx.db.read(|c| Ok(apps::authorizations_of_app(c, p.app.id)?))?;
+    Ok(Resp::ok(json!(rows.iter().map(|r| r.user_id.to_string()).collect::<Vec<_>>())))
+}
+
+pub fn app_user_tokens(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let p = auth::app(&ctx.db, req)?;
+    let opts = Opts::from_req(req);
+    let list = ctx.db.read(|c| {
+        let mut out = Vec::new();
+        for r in apps::authorizations_of_app(c, p.app.id)? {
+            if let Some(u) = users::by_id(c, r.user_id)? {
+                let mut v = model::token(&p.app, &r.scopes, Some(user_value(c, &ctx.api_url, &u, None)?));
+                prune(&mut v, Kind::Other, &opts);
+                out.push(v);
+            }
+        }
+        Ok(out)
+    })?;
+    Ok(Resp::ok(Value::Array(list)))
+}

@@ -1,0 +1,131 @@
+//! Bearer tokens (header or `access_token` query), app vs user tokens, and
+//! scopes → the calling `Principal`, with pnut's 401/403 answers.
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::Req;
+use crate::storage::{apps, Db, Principal};
+
+/// Scopes in pnut's canonical order.
+pub const SCOPES: &[&str] = &[
+    "basic",
+    "email",
+    "files",
+    "follow",
+    "messages",
+    "public_messages",
+    "polls",
+    "presence",
+    "stream",
+    "update_profile",
+    "write_post",
+];
+
+/// The token from `Authorization: Bearer …` or `?access_token=`.
+pub fn bearer(req: &Req) -> Option<String> {
+    if let Some(h) = req.header("authorization") {
+        let h = h.trim();
+        if h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer ") {
+            return Some(h[7..].trim().to_string());
+        }
+    }
+    req.param("access_token").filter(|t| !t.is_empty()).map(str::to_string)
+}
+
+/// The caller, if a token was given; a bad token is a 401.
+pub fn optional(db: &Db, req: &Req) -> ApiResult<Option<Principal>> {
+    let Some(token) = bearer(req) else { return Ok(None) };
+    let p = db.read(|c| Ok(apps::principal(c, &token)?))?;
+    p.map(Some).ok_or_else(|| ApiError::unauthorized("Invalid or revoked access token"))
+}
+
+/// Any valid token.
+pub fn any(db: &Db, req: &Req) -> ApiResult<Principal> {
+    optional(db, req)?.ok_or_else(|| ApiError::unauthorized("Authentication required: no access token given"))
+}
+
+/// A user token holding `scope` (None: any user token).
+pub fn user(db: &Db, req: &Req, scope: Option<&str>) -> ApiResult<(Principal, i64)> {
+    let p = any(db, req)?;
+    let Some(uid) = p.user_id else {
+        return Err(ApiError::forbidden("This endpoint requires a user token; an app token was given"));
+    };
+    if let Some(s) = scope {
+        if !has_scope(&p.scopes, s) {
+            return Err(ApiError::forbidden(format!("This endpoint requires the '{s}' scope")));
+        }
+    }
+    Ok((p, uid))
+}
+
+/// An app token.
+pub fn app(db: &Db, req: &Req) -> ApiResult<Principal> {
+    let p = any(db, req)?;
+    if p.user_id.is_some() {
+        return Err(ApiError::forbidden("This endpoint requires an app token; a user token was given"));
+    }
+    Ok(p)
+}
+
+/// Does a grant of `have` cover `want`? `basic` is always granted;
+/// `messages` covers `public_messages`; `x:type` counts as `x`.
+pub fn has_scope(have: &[String], want: &str) -> bool {
+    if want == "basic" {
+        return true;
+    }
+    have.iter().any(|h| {
+        let base = h.split(':').next().unwrap_or(h);
+        base == want || (want == "public_messages" && base == "messages")
+    })
+}
+
+/// Parses a comma- or space-separated scope list: known names (optionally
+/// `name:type`), duplicates collapsed, `basic` added, canonical order.
+pub fn parse_scopes(input: &str) -> ApiResult<Vec<String>> {
+    let mut out: Vec<String> = vec!["basic".into()];
+    for s in input.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()) {
+        let base = s.split(':').next().unwrap_or(s);
+        if !SCOPES.contains(&base)
+            || (s.contains(':') && !matches!(base, "messages" | "public_messages" | "files" | "polls"))
+        {
+            return Err(ApiError::bad_request(format!("scope: unknown scope '{s}'")));
+        }
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
+        }
+    }
+    let rank = |s: &String| SCOPES.iter().position(|k| Some(*k) == s.split(':').next()).unwrap_or(99);
+    out.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse_and_cover() {
+        assert_eq!(
+            parse_scopes("stream, basic write_post,stream").unwrap(),
+            vec!["basic", "stream", "write_post"]
+        );
+        assert_eq!(parse_scopes("").unwrap(), vec!["basic"]);
+        let e = parse_scopes("stream,nope").unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("nope"));
+        let have: Vec<String> = vec!["basic".into(), "messages:io.pnut.core.pm".into()];
+        assert!(has_scope(&have, "messages"));
+        assert!(has_scope(&have, "public_messages"));
+        assert!(!has_scope(&have, "stream"));
+        assert!(has_scope(&[], "basic"));
+    }
+
+    #[test]
+    fn bearer_from_header_or_query() {
+        let r = Req::new("GET", "/v1/token", vec![("Authorization".into(), "Bearer abc".into())], vec![]);
+        assert_eq!(bearer(&r).as_deref(), Some("abc"));
+        let r = Req::new("GET", "/v1/token?access_token=xyz", vec![], vec![]);
+        assert_eq!(bearer(&r).as_deref(), Some("xyz"));
+        let r = Req::new("GET", "/v1/token", vec![("Authorization".into(), "Basic abc".into())], vec![]);
+        assert_eq!(bearer(&r), None);
+    }
+}

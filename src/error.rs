@@ -1,0 +1,58 @@
+//! `ApiError` and the one function that turns it into pnut's error envelope
+//! `{"meta":{"code":N,"error_message":"…"}}` with the same HTTP status.
+
+use serde_json::json;
+
+/// An error answered to a client. The message is shown to the client, so it
+/// never carries internal details (those go to the log where they happen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+    pub fn bad_request(m: impl Into<String>) -> ApiError {
+        ApiError::new(400, m)
+    }
+    pub fn unauthorized(m: impl Into<String>) -> ApiError {
+        ApiError::new(401, m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> ApiError {
+        ApiError::new(403, m)
+    }
+    pub fn not_found(m: impl Into<String>) -> ApiError {
+        ApiError::new(404, m)
+    }
+    pub fn internal() -> ApiError {
+        ApiError::new(500, "Internal Server Error")
+    }
+
+    /// The pnut error envelope (no `data` key).
+    pub fn envelope(&self) -> serde_json::Value {
+        json!({"meta": {"code": self.status, "error_message": self.message}})
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> ApiError {
+        log::error!("database error: {e}");
+        ApiError::internal()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_has_code_and_message_and_no_data() {
+        let e = ApiError::forbidden("needs scope stream");
+        assert_eq!(e.envelope(), json!({"meta":{"code":403,"error_message":"needs scope stream"}}));
+    }
+}

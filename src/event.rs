@@ -1,0 +1,209 @@
+//! Stream events as data: object types, audiences, and the outbox items a
+//! write transaction hands to the hub after commit. No I/O here.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The object types an App Stream can ask for (pnut v1 names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ObjType {
+    Post,
+    Bookmark,
+    Follow,
+    Mute,
+    Block,
+    Message,
+    Channel,
+    ChannelSubscription,
+    Token,
+    File,
+    Poll,
+    UserPresence,
+    UserChannelPresence,
+    User,
+}
+
+impl ObjType {
+    pub const ALL: [ObjType; 14] = [
+        ObjType::Post,
+        ObjType::Bookmark,
+        ObjType::Follow,
+        ObjType::Mute,
+        ObjType::Block,
+        ObjType::Message,
+        ObjType::Channel,
+        ObjType::ChannelSubscription,
+        ObjType::Token,
+        ObjType::File,
+        ObjType::Poll,
+        ObjType::UserPresence,
+        ObjType::UserChannelPresence,
+        ObjType::User,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjType::Post => "post",
+            ObjType::Bookmark => "bookmark",
+            ObjType::Follow => "follow",
+            ObjType::Mute => "mute",
+            ObjType::Block => "block",
+            ObjType::Message => "message",
+            ObjType::Channel => "channel",
+            ObjType::ChannelSubscription => "channel_subscription",
+            ObjType::Token => "token",
+            ObjType::File => "file",
+            ObjType::Poll => "poll",
+            ObjType::UserPresence => "user_presence",
+            ObjType::UserChannelPresence => "user_channel_presence",
+            ObjType::User => "user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ObjType> {
+        ObjType::ALL.iter().copied().find(|t| t.as_str() == s)
+    }
+
+    /// One bit per type, for a stream's type set.
+    pub fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+/// A set of object types as bits, in the canonical (pnut doc) order.
+pub fn types_to_bits(types: &[ObjType]) -> u16 {
+    types.iter().fold(0, |acc, t| acc | t.bit())
+}
+
+/// Who may see an event, decided once when the event is written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Audience {
+    /// Every app.
+    Public,
+    /// Only this app (by internal app id).
+    App { app_id: i64 },
+    /// Apps that one of `users` authorized. With `scopes` non-empty, that
+    /// authorization must hold at least one of them.
+    Users { users: Vec<i64>, scopes: Vec<String> },
+    /// Apps that any user authorized with one of `scopes` (for example
+    /// channels every user may read).
+    AnyUser { scopes: Vec<String> },
+}
+
+/// An authorization change carried by a `token` event, so the hub's map of
+/// who authorized which app follows the log (also for writes made by
+/// `spout admin` in another process).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthChange {
+    pub app_id: i64,
+    pub user_id: i64,
+    /// `None`: the authorization ended.
+    pub scopes: Option<Vec<String>>,
+}
+
+/// An event a write wants to emit; storage gives it its sequence number.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub kind: ObjType,
+    pub audience: Audience,
+    pub auth: Option<AuthChange>,
+    /// The full `{meta, data}` envelope with every optional part included
+    /// (raw, html, ...); rendering for a connection prunes it.
+    pub envelope: Value,
+}
+
+/// A committed event.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub seq: i64,
+    pub kind: ObjType,
+    pub audience: Audience,
+    pub auth: Option<AuthChange>,
+    pub envelope: Value,
+    pub created_at: i64,
+}
+
+/// Changes to live connections that are not stream events but must reach
+/// the hub in commit order with them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Signal {
+    StreamUpdated { stream_id: i64, types: u16 },
+    StreamDeleted { stream_id: i64 },
+    TokenRevoked { token_id: i64 },
+}
+
+/// What a committed write hands to the hub, in order.
+#[derive(Clone, Debug)]
+pub enum Outbox {
+    Event(Arc<Event>),
+    Signal(Signal),
+}
+
+impl Audience {
+    /// Can an app whose authorizations are `grants` (user id → scopes) see an
+    /// event with this audience? `app_id` is the app's internal id.
+    pub fn admits<'a, F, I>(&self, app_id: i64, scopes_of: F, all_grants: I) -> bool
+    where
+        F: Fn(i64) -> Option<&'a [String]>,
+        I: IntoIterator<Item = &'a [String]>,
+    {
+        let covers = |have: &[String], want: &[String]| {
+            want.is_empty() || want.iter().any(|w| have.iter().any(|h| h == w))
+        };
+        match self {
+            Audience::Public => true,
+            Audience::App { app_id: a } => *a == app_id,
+            Audience::Users { users, scopes } => {
+                users.iter().any(|u| scopes_of(*u).is_some_and(|have| covers(have, scopes)))
+            }
+            Audience::AnyUser { scopes } => all_grants.into_iter().any(|have| covers(have, scopes)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn grants() -> HashMap<i64, Vec<String>> {
+        let mut m = HashMap::new();
+        m.insert(1, vec!["basic".to_string()]);
+        m.insert(2, vec!["basic".to_string(), "messages".to_string()]);
+        m
+    }
+
+    fn admits(a: &Audience, app: i64, g: &HashMap<i64, Vec<String>>) -> bool {
+        a.admits(app, |u| g.get(&u).map(|v| v.as_slice()), g.values().map(|v| v.as_slice()))
+    }
+
+    #[test]
+    fn audiences() {
+        let g = grants();
+        let none = HashMap::new();
+        assert!(admits(&Audience::Public, 7, &none));
+        assert!(admits(&Audience::App { app_id: 7 }, 7, &none));
+        assert!(!admits(&Audience::App { app_id: 8 }, 7, &g));
+        let u1 = Audience::Users { users: vec![1], scopes: vec![] };
+        assert!(admits(&u1, 7, &g));
+        assert!(!admits(&u1, 7, &none));
+        let u1m = Audience::Users { users: vec![1], scopes: vec!["messages".into()] };
+        assert!(!admits(&u1m, 7, &g));
+        let u2m = Audience::Users { users: vec![3, 2], scopes: vec!["messages".into()] };
+        assert!(admits(&u2m, 7, &g));
+        let any = Audience::AnyUser { scopes: vec!["messages".into()] };
+        assert!(admits(&any, 7, &g));
+        assert!(!admits(&any, 7, &none));
+    }
+
+    #[test]
+    fn type_names_round_trip() {
+        for t in ObjType::ALL {
+            assert_eq!(ObjType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(ObjType::parse("star"), None);
+        assert_eq!(types_to_bits(&ObjType::ALL).count_ones(), 14);
+    }
+}

@@ -1,0 +1,18 @@
+//! spout: a pnut.io v1 API server built around App Streams. The binary is
+//! `src/main.rs`; this library holds everything so tests and examples can
+//! reach the few parts they need.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod http;
+pub mod hub;
+pub mod model;
+pub mod server;
+pub mod storage;
+pub mod text;
+pub mod transport;
+pub mod util;
+pub mod wire;

@@ -1,0 +1,150 @@
+//! The `spout` command: `spout [serve]` runs the server; `spout admin …`
+//! manages users, apps and tokens on the same database (safe while the
+//! server runs). Exit codes: 0 ok, 1 runtime failure, 2 bad usage.
+
+use serde_json::json;
+use spout::config::{self, Config};
+use spout::storage::{apps, users, Db};
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.first().map(String::as_str) {
+        Some("-h") | Some("--help") | Some("help") => {
+            print!("{}", Config::help());
+            return ExitCode::SUCCESS;
+        }
+        Some("admin") => admin(args[1..].to_vec()),
+        Some("serve") => serve(&args[1..]),
+        _ => serve(&args),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, msg)) => {
+            eprintln!("spout: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+type CliResult = Result<(), (u8, String)>;
+
+fn usage(m: impl Into<String>) -> (u8, String) {
+    (2, m.into())
+}
+
+fn fail(m: impl ToString) -> (u8, String) {
+    (1, m.to_string())
+}
+
+fn serve(args: &[String]) -> CliResult {
+    let cfg = Config::from_args(args).map_err(usage)?;
+    let handle = spout::server::start(cfg).map_err(fail)?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "api listening on http://{}", handle.api_addr);
+    let _ = writeln!(out, "stream listening on ws://{}", handle.stream_addr);
+    let _ = out.flush();
+    drop(out);
+    handle.join();
+    Ok(())
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Takes `--name VALUE` out of `args`.
+fn take_flag(args: &mut Vec<String>, name: &str) -> Result<Option<String>, (u8, String)> {
+    let Some(i) = args.iter().position(|a| a == name) else { return Ok(None) };
+    args.remove(i);
+    if i < args.len() {
+        Ok(Some(args.remove(i)))
+    } else {
+        Err(usage(format!("{name} needs a value")))
+    }
+}
+
+fn admin(mut args: Vec<String>) -> CliResult {
+    let db_path = config::db_path(&mut args).map_err(usage)?;
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let db = || Db::open(&db_path, false).map_err(fail);
+    let e = |e: spout::error::ApiError| fail(e.message);
+    match words.as_slice() {
+        ["user", "add", name] => {
+            let name = name.to_string();
+            let ok = !name.is_empty()
+                && name.len() <= 20
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !ok {
+                return Err(usage("username: 1 to 20 characters: letters, digits and _"));
+            }
+            let mut pw = String::new();
+            std::io::stdin().read_to_string(&mut pw).map_err(fail)?;
+            let pw = pw.trim_end_matches(['\n', '\r']).to_string();
+            if pw.is_empty() {
+                return Err(usage("give the password on standard input"));
+            }
+            let hash = users::hash_password(&pw);
+            let db = db()?;
+            let u = db
+                .write(|tx| Ok(users::create(tx, &name, &hash)?))
+                .map_err(e)?
+                .ok_or_else(|| fail(format!("username {name} is taken")))?;
+            print_json(&json!({"id": u.id.to_string(), "username": u.username}));
+        }
+        ["user", "list"] => {
+            let list = db()?.read(|c| Ok(users::list(c)?)).map_err(e)?;
+            let v: Vec<_> =
+                list.iter().map(|u| json!({"id": u.id.to_string(), "username": u.username})).collect();
+            print_json(&json!(v));
+        }
+        ["app", "add", name] => {
+            let name = name.to_string();
+            let (app, secret) = db()?.write(|tx| Ok(apps::create_app(tx, &name)?)).map_err(e)?;
+            print_json(&json!({"name": app.name, "client_id": app.client_id, "client_secret": secret}));
+        }
+        ["app", "list"] => {
+            let list = db()?.read(|c| Ok(apps::list_apps(c)?)).map_err(e)?;
+            let v: Vec<_> = list.iter().map(|a| json!({"name": a.name, "client_id": a.client_id})).collect();
+            print_json(&json!(v));
+        }
+        ["token", "add", ..] => {
+            let mut rest: Vec<String> = args[2..].to_vec();
+            let app = take_flag(&mut rest, "--app")?.ok_or_else(|| usage("--app CLIENT_ID is required"))?;
+            let user = take_flag(&mut rest, "--user")?;
+            let scopes = take_flag(&mut rest, "--scopes")?.unwrap_or_default();
+            if let Some(x) = rest.first() {
+                return Err(usage(format!("unexpected argument {x}")));
+            }
+            let scopes = spout::auth::parse_scopes(&scopes).map_err(|x| usage(x.message))?;
+            let db = db()?;
+            let token = db
+                .write(|tx| {
+                    let a = apps::app_by_client_id(tx, &app)?.ok_or_else(|| {
+                        spout::error::ApiError::not_found(format!("no app with client_id {app}"))
+                    })?;
+                    match &user {
+                        None => Ok(apps::create_app_token(tx, a.id)?.1),
+                        Some(name) => {
+                            let u = users::by_username(tx, name)?.ok_or_else(|| {
+                                spout::error::ApiError::not_found(format!("no user {name}"))
+                            })?;
+                            let g = apps::grant(tx, a.id, u.id, &scopes)?;
+                            if g.changed {
+                                spout::api::admin_token_event(tx, &a, u.id, &scopes)?;
+                            }
+                            Ok(g.token)
+                        }
+                    }
+                })
+                .map_err(e)?;
+            println!("{token}");
+        }
+        _ => return Err(usage(format!("unknown admin command: {}\n\n{}", words.join(" "), Config::help()))),
+    }
+    Ok(())
+}

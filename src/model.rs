@@ -1,0 +1,285 @@
+//! pnut object shapes (users, tokens, apps, streams) and rendering options:
+//! objects are built complete and `prune` removes what a request or a
+//! connection did not ask for (raw, html, counts).
+
+use crate::http::Req;
+use crate::storage::{App, StreamRow, UserRow};
+use crate::util::iso8601;
+use serde_json::{json, Map, Value};
+
+/// Which optional parts a reader wants (pnut's `include_*` parameters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Opts {
+    pub raw_user: bool,
+    pub raw_post: bool,
+    pub raw_channel: bool,
+    pub raw_message: bool,
+    pub raw_file: bool,
+    pub raw_poll: bool,
+    pub html: bool,
+    pub counts: bool,
+    pub bookmarked_by: bool,
+    pub reposted_by: bool,
+    pub marker: bool,
+    pub recent_message: bool,
+}
+
+impl Default for Opts {
+    fn default() -> Opts {
+        Opts {
+            raw_user: false,
+            raw_post: false,
+            raw_channel: false,
+            raw_message: false,
+            raw_file: false,
+            raw_poll: false,
+            html: true,
+            counts: true,
+            bookmarked_by: false,
+            reposted_by: false,
+            marker: false,
+            recent_message: false,
+        }
+    }
+}
+
+impl Opts {
+    /// Reads pnut's general and per-type `include_*` query parameters.
+    pub fn from_req(req: &Req) -> Opts {
+        let raw = req.flag("include_raw", false);
+        let html = req.flag("include_html", true);
+        Opts {
+            raw_user: req.flag("include_user_raw", raw),
+            raw_post: req.flag("include_post_raw", raw),
+            raw_channel: req.flag("include_channel_raw", raw),
+            raw_message: req.flag("include_message_raw", raw),
+            raw_file: req.flag("include_file_raw", raw),
+            raw_poll: req.flag("include_poll_raw", raw),
+            html,
+            counts: req.flag("include_counts", true),
+            bookmarked_by: req.flag("include_bookmarked_by", false),
+            reposted_by: req.flag("include_reposted_by", false),
+            marker: req.flag("include_marker", false),
+            recent_message: req.flag("include_recent_message", false),
+        }
+    }
+
+    /// A compact key for caching one rendering per option set.
+    pub fn bits(&self) -> u16 {
+        [
+            self.raw_user,
+            self.raw_post,
+            self.raw_channel,
+            self.raw_message,
+            self.raw_file,
+            self.raw_poll,
+            self.html,
+            self.counts,
+            self.bookmarked_by,
+            self.reposted_by,
+            self.marker,
+            self.recent_message,
+        ]
+        .iter()
+        .enumerate()
+        .fold(0, |acc, (i, b)| acc | (u16::from(*b) << i))
+    }
+}
+
+/// The kind of object a JSON value is, for pruning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    User,
+    Post,
+    Channel,
+    Message,
+    File,
+    Poll,
+    /// A wrapper (`{user, post}`, a token, presence): walk its children.
+    Other,
+}
+
+impl Kind {
+    /// The kind of an event's `data` for an object type name.
+    pub fn of_type(t: &str) -> Kind {
+        match t {
+            "post" => Kind::Post,
+            "message" => Kind::Message,
+            "channel" => Kind::Channel,
+            "file" => Kind::File,
+            "user" => Kind::User,
+            _ => Kind::Other,
+        }
+    }
+
+    fn of_key(k: &str) -> Option<Kind> {
+        Some(match k {
+            "user" | "followed_user" | "muted_user" | "blocked_user" | "owner" => Kind::User,
+            "post" | "repost_of" => Kind::Post,
+            "channel" => Kind::Channel,
+            "message" | "recent_message" | "recent_deleted_message" => Kind::Message,
+            "file" => Kind::File,
+            "poll" => Kind::Poll,
+            "bookmarked_by" | "reposted_by" | "users" => Kind::User,
+            _ => return None,
+        })
+    }
+}
+
+/// Removes from `v` (an object of `kind`, or a list of them) the parts `o`
+/// does not ask for.
+pub fn prune(v: &mut Value, kind: Kind, o: &Opts) {
+    match v {
+        Value::Array(items) => items.iter_mut().for_each(|i| prune(i, kind, o)),
+        Value::Object(m) => prune_object(m, kind, o),
+        _ => {}
+    }
+}
+
+fn prune_object(m: &mut Map<String, Value>, kind: Kind, o: &Opts) {
+    let keep_raw = match kind {
+        Kind::User => o.raw_user,
+        Kind::Post => o.raw_post,
+        Kind::Channel => o.raw_channel,
+        Kind::Message => o.raw_message,
+        Kind::File => o.raw_file,
+        Kind::Poll => o.raw_poll,
+        Kind::Other => true,
+    };
+    if !keep_raw {
+        m.remove("raw");
+    }
+    if kind != Kind::Other {
+        if !o.html {
+            if let Some(Value::Object(c)) = m.get_mut("content") {
+                c.remove("html");
+            }
+        }
+        if !o.counts && matches!(kind, Kind::User | Kind::Post) {
+            m.remove("counts");
+        }
+    }
+    if kind == Kind::Post {
+        if !o.bookmarked_by {
+            m.remove("bookmarked_by");
+        }
+        if !o.reposted_by {
+            m.remove("reposted_by");
+        }
+    }
+    if kind == Kind::Channel {
+        if !o.marker {
+            m.remove("marker");
+        }
+        if !o.recent_message {
+            m.remove("recent_message");
+            m.remove("recent_deleted_message");
+        }
+    }
+    for (k, child) in m.iter_mut() {
+        if let Some(ck) = Kind::of_key(k) {
+            prune(child, ck, o);
+        } else if kind == Kind::Other && matches!(child, Value::Object(_) | Value::Array(_)) && k == "data" {
+            prune(child, Kind::Other, o);
+        }
+    }
+}
+
+/// The viewer-dependent flags on a user (authenticated requests only).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Relation {
+    pub follows_you: bool,
+    pub you_follow: bool,
+    pub you_muted: bool,
+    pub you_blocked: bool,
+    pub you_can_follow: bool,
+}
+
+/// The full pnut user object. `content` is built by the caller (it needs
+/// mention lookups); `markdown_text` is for the user's own profile only.
+pub fn user(u: &UserRow, content: Value, counts: Value, api_url: &str, rel: Option<Relation>) -> Value {
+    let mut content = content;
+    let image = |what: &str, w: u32, h: u32| json!({"url": format!("{api_url}/v1/users/{}/{what}", u.id), "width": w, "height": h, "is_default": true});
+    content["avatar_image"] = image("avatar", 200, 200);
+    content["cover_image"] = image("cover", 960, 223);
+    let mut v = json!({
+        "id": u.id.to_string(),
+        "username": u.username,
+        "type": u.kind,
+        "created_at": iso8601(u.created_at),
+        "locale": u.locale,
+        "timezone": u.timezone,
+        "content": content,
+        "counts": counts,
+        "raw": u.raw,
+    });
+    if let Some(name) = &u.name {
+        v["name"] = json!(name);
+    }
+    if let Some(r) = rel {
+        v["follows_you"] = json!(r.follows_you);
+        v["you_follow"] = json!(r.you_follow);
+        v["you_muted"] = json!(r.you_muted);
+        v["you_blocked"] = json!(r.you_blocked);
+        v["you_can_follow"] = json!(r.you_can_follow);
+    }
+    v
+}
+
+/// The client ("source") object.
+pub fn app(a: &App) -> Value {
+    json!({"id": a.client_id, "name": a.name, "url": a.url})
+}
+
+/// pnut's token object; `user` is absent for app tokens.
+pub fn token(a: &App, scopes: &[String], user: Option<Value>) -> Value {
+    let mut v = json!({
+        "app": app(a),
+        "scopes": scopes,
+        "storage": {"available": 0, "total": 0},
+    });
+    if let Some(u) = user {
+        v["user"] = u;
+    }
+    v
+}
+
+/// The stream object: `{key, object_types, endpoint, type}`.
+pub fn stream(s: &StreamRow, endpoint: &str) -> Value {
+    json!({
+        "key": s.key,
+        "object_types": s.object_types.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+        "endpoint": endpoint,
+        "type": "long_poll",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_follows_kinds() {
+        let mut v = json!({
+            "meta": {"type": "bookmark"},
+            "data": {
+                "user": {"id": "1", "raw": {"a": []}, "content": {"text": "x", "html": "<b>"}},
+                "post": {"id": "2", "raw": {"b": []}, "bookmarked_by": [], "user": {"raw": {}}}
+            }
+        });
+        let o = Opts { raw_post: true, html: false, ..Opts::default() };
+        prune(&mut v, Kind::Other, &o);
+        assert!(v["data"]["user"].get("raw").is_none());
+        assert!(v["data"]["user"]["content"].get("html").is_none());
+        assert!(v["data"]["post"].get("raw").is_some());
+        assert!(v["data"]["post"].get("bookmarked_by").is_none());
+        assert!(v["data"]["post"]["user"].get("raw").is_none());
+    }
+
+    #[test]
+    fn option_bits_differ() {
+        let a = Opts::default();
+        let b = Opts { html: false, ..a };
+        assert_ne!(a.bits(), b.bits());
+    }
+}

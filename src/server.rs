@@ -1,0 +1,174 @@
+//! Starts the two listeners and their threads; `ServerHandle` knows the bound
+//! addresses and stops everything. The only user of tiny_http besides `http`.
+
+use crate::api::{self, Ctx};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::http::{Req, Resp};
+use crate::hub::Hub;
+use crate::storage::Db;
+use crate::transport;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Starts a named thread (every thread in spout goes through here).
+pub fn spawn<F: FnOnce() + Send + 'static>(
+    name: String,
+    stack: Option<usize>,
+    f: F,
+) -> std::io::Result<JoinHandle<()>> {
+    let mut b = std::thread::Builder::new().name(name);
+    if let Some(s) = stack {
+        b = b.stack_size(s);
+    }
+    b.spawn(f)
+}
+
+/// A running server.
+pub struct ServerHandle {
+    pub api_addr: SocketAddr,
+    pub stream_addr: SocketAddr,
+    http: Arc<tiny_http::Server>,
+    stopping: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    pub hub: Hub,
+    pub db: Arc<Db>,
+}
+
+/// Opens the database, binds both listeners and starts serving.
+pub fn start(cfg: Config) -> Result<ServerHandle, String> {
+    let db = Arc::new(Db::open(&cfg.db, cfg.sync_full)?);
+    let http = tiny_http::Server::http(cfg.api_addr)
+        .map_err(|e| format!("cannot listen on {} (--api-addr): {e}", cfg.api_addr))?;
+    let api_addr =
+        http.server_addr().to_ip().ok_or_else(|| "the API listener has no IP address".to_string())?;
+    let stream_listener = TcpListener::bind(cfg.stream_addr)
+        .map_err(|e| format!("cannot listen on {} (--stream-addr): {e}", cfg.stream_addr))?;
+    let stream_addr = stream_listener.local_addr().map_err(|e| e.to_string())?;
+
+    let api_url = cfg.public_api_url.clone().unwrap_or_else(|| format!("http://{api_addr}"));
+    let stream_base = cfg.public_stream_url.clone().unwrap_or_else(|| format!("ws://{stream_addr}"));
+    let ctx = Arc::new(Ctx { db: db.clone(), api_url, stream_endpoint: format!("{stream_base}/v1/app") });
+
+    let hub = Hub::start(db.clone(), &cfg).map_err(|e| format!("cannot start the hub: {e}"))?;
+    let sink_hub = hub.clone();
+    db.set_sink(Box::new(move |items| sink_hub.publish(items)));
+
+    let http = Arc::new(http);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for i in 0..cfg.http_threads {
+        let (http, ctx, max_body) = (http.clone(), ctx.clone(), cfg.max_body);
+        let t = spawn(format!("api-{i}"), None, move || {
+            while let Ok(rq) = http.recv() {
+                handle(&ctx, rq, max_body);
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        threads.push(t);
+    }
+    {
+        let (db, stopping) = (db.clone(), stopping.clone());
+        // Events written by `spout admin` in another process reach the hub
+        // through the log; look for them every two seconds.
+        threads.push(
+            spawn("log-tail".into(), None, move || {
+                while !stopping.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(Duration::from_secs(2));
+                    db.catch_up();
+                }
+            })
+            .map_err(|e| e.to_string())?,
+        );
+    }
+    threads.push(transport::start_listener(
+        stream_listener,
+        ctx.clone(),
+        hub.clone(),
+        &cfg,
+        stopping.clone(),
+    )?);
+    Ok(ServerHandle { api_addr, stream_addr, http, stopping, threads, hub, db })
+}
+
+impl ServerHandle {
+    /// Stops accepting and wakes every thread; `join` waits for them.
+    pub fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for _ in 0..64 {
+            self.http.unblock();
+        }
+        self.hub.shutdown();
+        // Wake the stream listener's accept with a connection to itself.
+        let _ = std::net::TcpStream::connect_timeout(&self.stream_addr, Duration::from_millis(200));
+        for t in &self.threads {
+            t.thread().unpark();
+        }
+    }
+
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn respond(rq: tiny_http::Request, resp: Resp, pretty: bool, close: bool) {
+    let body = resp.encode(pretty);
+    let mut r = tiny_http::Response::from_data(body).with_status_code(resp.status);
+    let mut headers = vec![("Content-Type".to_string(), "application/json; charset=utf-8".to_string())];
+    headers.extend(resp.headers);
+    if close {
+        headers.push(("Connection".into(), "close".into()));
+    }
+    for (k, v) in headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            r.add_header(h);
+        }
+    }
+    if let Err(e) = rq.respond(r) {
+        log::debug!("client went away before the response: {e}");
+    }
+}
+
+/// Reads one request (body capped), dispatches it with panics caught, and
+/// answers. Never panics itself.
+fn handle(ctx: &Ctx, mut rq: tiny_http::Request, max_body: usize) {
+    let headers: Vec<(String, String)> = rq
+        .headers()
+        .iter()
+        .map(|h| (h.field.as_str().as_str().to_string(), h.value.as_str().to_string()))
+        .collect();
+    let pretty = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("x-pretty-json"));
+    let too_large =
+        || ApiError::new(413, format!("Request body is larger than the limit of {max_body} bytes"));
+    if rq.body_length().is_some_and(|n| n > max_body) {
+        return respond(rq, Resp::error(&too_large()), pretty, true);
+    }
+    let mut body = Vec::new();
+    if let Err(e) = rq.as_reader().take(max_body as u64 + 1).read_to_end(&mut body) {
+        log::debug!("reading a request body failed: {e}");
+        return respond(
+            rq,
+            Resp::error(&ApiError::bad_request("could not read the request body")),
+            pretty,
+            true,
+        );
+    }
+    if body.len() > max_body {
+        return respond(rq, Resp::error(&too_large()), pretty, true);
+    }
+    let req = Req::new(rq.method().as_str(), rq.url(), headers, body);
+    let resp = catch_unwind(AssertUnwindSafe(|| api::dispatch(ctx, &req))).unwrap_or_else(|_| {
+        log::error!("handler panicked on {} {}", req.method, req.path);
+        Resp::error(&ApiError::internal())
+    });
+    let status = resp.status;
+    respond(rq, resp, pretty, false);
+    log::debug!("{} {} -> {status}", req.method, req.path);
+}

@@ -1,0 +1,215 @@
+//! Apps (clients), authorizations and tokens.
+
+use crate::util::{ct_eq, new_secret, now, sha256};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct App {
+    pub id: i64,
+    pub client_id: String,
+    pub name: String,
+    pub url: String,
+    pub created_at: i64,
+}
+
+/// Who is calling: the token, its app, and for user tokens the user and
+/// the scopes they granted.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub token_id: i64,
+    pub app: App,
+    pub user_id: Option<i64>,
+    pub scopes: Vec<String>,
+}
+
+/// One live authorization: an app, a user and the scopes granted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthRow {
+    pub app_id: i64,
+    pub user_id: i64,
+    pub scopes: Vec<String>,
+}
+
+const APP_COLS: &str = "a.id, a.client_id, a.name, a.url, a.created_at";
+
+fn app_from(r: &Row, at: usize) -> rusqlite::Result<App> {
+    Ok(App {
+        id: r.get(at)?,
+        client_id: r.get(at + 1)?,
+        name: r.get(at + 2)?,
+        url: r.get(at + 3)?,
+        created_at: r.get(at + 4)?,
+    })
+}
+
+fn split_scopes(s: &str) -> Vec<String> {
+    s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect()
+}
+
+/// Creates an app; returns it with its secret (shown once, stored hashed).
+pub fn create_app(c: &Connection, name: &str) -> rusqlite::Result<(App, String)> {
+    // 24 random bytes → 32 URL-safe characters, the shape of pnut client ids.
+    let client_id = crate::util::base64url(&crate::util::random_bytes(24));
+    let secret = new_secret();
+    c.execute(
+        "INSERT INTO apps (client_id, secret_hash, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![client_id, sha256(&secret), name, now()],
+    )?;
+    let app = app_by_id(c, c.last_insert_rowid())?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    Ok((app, secret))
+}
+
+pub fn app_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<App>> {
+    c.query_row(&format!("SELECT {APP_COLS} FROM apps a WHERE a.id = ?1"), [id], |r| app_from(r, 0))
+        .optional()
+}
+
+pub fn list_apps(c: &Connection) -> rusqlite::Result<Vec<App>> {
+    let mut st = c.prepare(&format!("SELECT {APP_COLS} FROM apps a ORDER BY a.id"))?;
+    let rows = st.query_map([], |r| app_from(r, 0))?;
+    rows.collect()
+}
+
+/// The app with this client id if `secret` is its secret. `None` covers both
+/// "no such app" and "wrong secret".
+pub fn app_with_secret(c: &Connection, client_id: &str, secret: &str) -> rusqlite::Result<Option<App>> {
+    let row = c
+        .query_row(
+            &format!("SELECT {APP_COLS}, a.secret_hash FROM apps a WHERE a.client_id = ?1"),
+            [client_id],
+            |r| Ok((app_from(r, 0)?, r.get::<_, Vec<u8>>(5)?)),
+        )
+        .optional()?;
+    let given = sha256(secret);
+    Ok(row.and_then(|(app, hash)| ct_eq(&hash, &given).then_some(app)))
+}
+
+pub fn app_by_client_id(c: &Connection, client_id: &str) -> rusqlite::Result<Option<App>> {
+    c.query_row(&format!("SELECT {APP_COLS} FROM apps a WHERE a.client_id = ?1"), [client_id], |r| {
+        app_from(r, 0)
+    })
+    .optional()
+}
+
+/// Mints an app token; returns (token id, token).
+pub fn create_app_token(c: &Connection, app_id: i64) -> rusqlite::Result<(i64, String)> {
+    let token = new_secret();
+    c.execute(
+        "INSERT INTO tokens (hash, app_id, authorization_id, created_at) VALUES (?1, ?2, NULL, ?3)",
+        params![sha256(&token), app_id, now()],
+    )?;
+    Ok((c.last_insert_rowid(), token))
+}
+
+/// The outcome of a user grant.
+pub struct Grant {
+    pub token_id: i64,
+    pub token: String,
+    /// The authorization is new or its scopes changed (a `token` event).
+    pub changed: bool,
+}
+
+/// Authorizes `user_id` for `app_id` with `scopes` (replacing earlier
+/// scopes) and mints a user token.
+pub fn grant(c: &Connection, app_id: i64, user_id: i64, scopes: &[String]) -> rusqlite::Result<Grant> {
+    let joined = scopes.join(",");
+    let existing: Option<(i64, String)> = c
+        .query_row(
+            "SELECT id, scopes FROM authorizations WHERE app_id = ?1 AND user_id = ?2",
+            params![app_id, user_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (auth_id, changed) = match existing {
+        Some((id, old)) => {
+            if old != joined {
+                c.execute("UPDATE authorizations SET scopes = ?1 WHERE id = ?2", params![joined, id])?;
+            }
+            (id, old != joined)
+        }
+        None => {
+            c.execute(
+                "INSERT INTO authorizations (app_id, user_id, scopes, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![app_id, user_id, joined, now()],
+            )?;
+            (c.last_insert_rowid(), true)
+        }
+    };
+    let token = new_secret();
+    c.execute(
+        "INSERT INTO tokens (hash, app_id, authorization_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![sha256(&token), app_id, auth_id, now()],
+    )?;
+    Ok(Grant { token_id: c.last_insert_rowid(), token, changed })
+}
+
+/// Looks a bearer token up by its hash.
+pub fn principal(c: &Connection, token: &str) -> rusqlite::Result<Option<Principal>> {
+    let hash = sha256(token);
+    let row = c
+        .query_row(
+            &format!(
+                "SELECT t.id, t.hash, au.user_id, au.scopes, {APP_COLS}
+                 FROM tokens t JOIN apps a ON a.id = t.app_id
+                 LEFT JOIN authorizations au ON au.id = t.authorization_id
+                 WHERE t.hash = ?1"
+            ),
+            [&hash],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    app_from(r, 4)?,
+                ))
+            },
+        )
+        .optional()?;
+    Ok(row.and_then(|(token_id, stored, user_id, scopes, app)| {
+        ct_eq(&stored, &hash).then(|| Principal {
+            token_id,
+            app,
+            user_id,
+            scopes: scopes.as_deref().map(split_scopes).unwrap_or_default(),
+        })
+    }))
+}
+
+/// Deletes a token. For a user token whose authorization has no other token
+/// left, the authorization ends too; returns whether it did.
+pub fn revoke(c: &Connection, token_id: i64) -> rusqlite::Result<bool> {
+    let auth: Option<i64> = c
+        .query_row("SELECT authorization_id FROM tokens WHERE id = ?1", [token_id], |r| r.get(0))
+        .optional()?
+        .flatten();
+    c.execute("DELETE FROM tokens WHERE id = ?1", [token_id])?;
+    let Some(auth) = auth else { return Ok(false) };
+    let left: i64 =
+        c.query_row("SELECT COUNT(*) FROM tokens WHERE authorization_id = ?1", [auth], |r| r.get(0))?;
+    if left == 0 {
+        c.execute("DELETE FROM authorizations WHERE id = ?1", [auth])?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Users who authorized `app_id` (ascending id) with their scopes.
+pub fn authorizations_of_app(c: &Connection, app_id: i64) -> rusqlite::Result<Vec<AuthRow>> {
+    let mut st = c.prepare_cached(
+        "SELECT app_id, user_id, scopes FROM authorizations WHERE app_id = ?1 ORDER BY user_id",
+    )?;
+    let rows = st.query_map([app_id], |r| {
+        Ok(AuthRow { app_id: r.get(0)?, user_id: r.get(1)?, scopes: split_scopes(&r.get::<_, String>(2)?) })
+    })?;
+    rows.collect()
+}
+
+/// Every live authorization (the hub loads these at start).
+pub fn all_authorizations(c: &Connection) -> rusqlite::Result<Vec<AuthRow>> {
+    let mut st = c.prepare("SELECT app_id, user_id, scopes FROM authorizations")?;
+    let rows = st.query_map([], |r| {
+        Ok(AuthRow { app_id: r.get(0)?, user_id: r.get(1)?, scopes: split_scopes(&r.get::<_, String>(2)?) })
+    })?;
+    rows.collect()
+}

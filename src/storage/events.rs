@@ -1,0 +1,68 @@
+//! The event log: insert within a write transaction, read ranges for replay.
+
+use crate::event::{Event, NewEvent, ObjType};
+use crate::util::now;
+use rusqlite::{params, Connection};
+
+pub fn insert(c: &Connection, e: NewEvent) -> rusqlite::Result<Event> {
+    let created_at = now();
+    let audience = serde_json::to_string(&e.audience).unwrap_or_default();
+    let auth = e.auth.as_ref().and_then(|a| serde_json::to_string(a).ok());
+    c.execute(
+        "INSERT INTO events (type, audience, auth, envelope, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![e.kind.as_str(), audience, auth, e.envelope.to_string(), created_at],
+    )?;
+    Ok(Event {
+        seq: c.last_insert_rowid(),
+        kind: e.kind,
+        audience: e.audience,
+        auth: e.auth,
+        envelope: e.envelope,
+        created_at,
+    })
+}
+
+pub fn max_seq(c: &Connection) -> rusqlite::Result<i64> {
+    c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+}
+
+/// Events with `after < seq < before`, oldest first. Rows that no longer
+/// parse (which would be a bug) are logged and skipped, never fatal.
+pub fn range(c: &Connection, after: i64, before: i64) -> rusqlite::Result<Vec<Event>> {
+    let mut st = c.prepare_cached(
+        "SELECT seq, type, audience, auth, envelope, created_at FROM events
+         WHERE seq > ?1 AND seq < ?2 ORDER BY seq",
+    )?;
+    let rows = st.query_map(params![after, before], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, i64>(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, kind, audience, auth, envelope, created_at) = row?;
+        let parsed = (|| {
+            Some(Event {
+                seq,
+                kind: ObjType::parse(&kind)?,
+                audience: serde_json::from_str(&audience).ok()?,
+                auth: match auth {
+                    Some(a) => Some(serde_json::from_str(&a).ok()?),
+                    None => None,
+                },
+                envelope: serde_json::from_str(&envelope).ok()?,
+                created_at,
+            })
+        })();
+        match parsed {
+            Some(e) => out.push(e),
+            None => log::error!("event {seq} in the log does not parse; skipped"),
+        }
+    }
+    Ok(out)
+}

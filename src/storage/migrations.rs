@@ -1,0 +1,46 @@
+//! Schema versions: `schema.sql` is version 1; later migrations are appended
+//! to `MIGRATIONS` and never edited. The version lives in PRAGMA user_version.
+
+use rusqlite::Connection;
+
+const SCHEMA_V1: &str = include_str!("../../schema.sql");
+
+/// Migrations after version 1, in order: entry `i` moves the schema to
+/// version `i + 2`.
+const MIGRATIONS: &[&str] = &[];
+
+/// The schema version this build writes.
+pub const LATEST: i64 = 1 + MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+    if version > LATEST {
+        return Err(format!("database schema version {version} is newer than this spout ({LATEST})"));
+    }
+    let steps = std::iter::once(SCHEMA_V1).chain(MIGRATIONS.iter().copied());
+    for (i, sql) in steps.enumerate().skip(version as usize) {
+        let mut step = || -> rusqlite::Result<()> {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()
+        };
+        step().map_err(|e| format!("migration to version {}: {e}", i + 1))?;
+        log::info!("database migrated to schema version {}", i + 1);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_fresh_and_is_idempotent() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate(&mut c).unwrap();
+        migrate(&mut c).unwrap();
+        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, LATEST);
+    }
+}

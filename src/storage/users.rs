@@ -1,0 +1,126 @@
+//! Users: accounts, password checks, profiles.
+
+use crate::util::now;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::Value;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub name: Option<String>,
+    pub kind: String,
+    pub locale: String,
+    pub timezone: String,
+    pub description: String,
+    pub raw: Value,
+    pub created_at: i64,
+}
+
+const COLS: &str = "id, username, name, type, locale, timezone, description, raw, created_at";
+
+fn from_row(r: &Row) -> rusqlite::Result<UserRow> {
+    let raw: String = r.get(7)?;
+    Ok(UserRow {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        name: r.get(2)?,
+        kind: r.get(3)?,
+        locale: r.get(4)?,
+        timezone: r.get(5)?,
+        description: r.get(6)?,
+        raw: serde_json::from_str(&raw).unwrap_or_else(|_| Value::Object(Default::default())),
+        created_at: r.get(8)?,
+    })
+}
+
+/// A slow, salted hash (argon2id with the crate's default cost).
+pub fn hash_password(password: &str) -> String {
+    let salt_bytes = crate::util::random_bytes(16);
+    // Encoding 16 bytes as a salt cannot fail; fall back to an unusable hash
+    // rather than panic if it ever did.
+    match SaltString::encode_b64(&salt_bytes).ok().and_then(|salt| {
+        Argon2::default().hash_password(password.as_bytes(), &salt).ok().map(|h| h.to_string())
+    }) {
+        Some(h) => h,
+        None => "!".into(),
+    }
+}
+
+fn password_ok(stored: &str, given: &str) -> bool {
+    PasswordHash::new(stored)
+        .map(|h| Argon2::default().verify_password(given.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+/// `None` if the username is taken.
+pub fn create(c: &Connection, username: &str, password_hash: &str) -> rusqlite::Result<Option<UserRow>> {
+    let r = c.execute(
+        "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3)",
+        params![username, password_hash, now()],
+    );
+    match r {
+        Ok(_) => by_id(c, c.last_insert_rowid()),
+        Err(e) if super::is_unique_violation(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<UserRow>> {
+    c.query_row(&format!("SELECT {COLS} FROM users WHERE id = ?1"), [id], from_row).optional()
+}
+
+/// Case-insensitive.
+pub fn by_username(c: &Connection, username: &str) -> rusqlite::Result<Option<UserRow>> {
+    c.query_row(&format!("SELECT {COLS} FROM users WHERE username = ?1"), [username], from_row).optional()
+}
+
+pub fn list(c: &Connection) -> rusqlite::Result<Vec<UserRow>> {
+    let mut st = c.prepare(&format!("SELECT {COLS} FROM users ORDER BY id"))?;
+    let rows = st.query_map([], from_row)?;
+    rows.collect()
+}
+
+/// The user if `password` is theirs; `None` for a wrong name or password
+/// alike. A missing user still costs one hash, so timing tells nothing.
+pub fn check_password(c: &Connection, username: &str, password: &str) -> rusqlite::Result<Option<UserRow>> {
+    let row: Option<(i64, String)> = c
+        .query_row("SELECT id, password_hash FROM users WHERE username = ?1", [username], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    match row {
+        Some((id, stored)) if password_ok(&stored, password) => by_id(c, id),
+        Some(_) => Ok(None),
+        None => {
+            let _ = password_ok(DUMMY_HASH, password);
+            Ok(None)
+        }
+    }
+}
+
+/// A valid argon2id hash of a random string, verified against when the user
+/// does not exist.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c3BvdXRkdW1teXNhbHQ$0D3gV6Vr3ZC4Yy0o0u6WwB9m2m6dLrKX1eJkq0hEJxE";
+
+/// Writes the profile fields of `u` (name, locale, timezone, description, raw).
+pub fn save_profile(c: &Connection, u: &UserRow) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE users SET name = ?1, locale = ?2, timezone = ?3, description = ?4, raw = ?5 WHERE id = ?6",
+        params![u.name, u.locale, u.timezone, u.description, u.raw.to_string(), u.id],
+    )?;
+    Ok(())
+}
+
+/// Numbers for `counts`: posts, followers, following, bookmarks, clients.
+/// Tables for posts and the graph arrive with later migrations.
+pub fn counts(c: &Connection, id: i64) -> rusqlite::Result<Value> {
+    let clients: i64 =
+        c.query_row("SELECT COUNT(*) FROM authorizations WHERE user_id = ?1", [id], |r| r.get(0))?;
+    Ok(serde_json::json!({
+        "bookmarks": 0, "clients": clients, "followers": 0, "following": 0, "posts": 0
+    }))
+}

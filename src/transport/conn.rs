@@ -1,0 +1,267 @@
+//! One connection's thread: waits in poll(2) on its socket and its wake
+//! eventfd, so client input is read at once and an idle connection sleeps
+//! until its keepalive or heartbeat is due. It owns the read side, drains
+//! its backlog, and ends the connection with a control message and a close.
+
+use super::ConnCfg;
+use crate::hub::{Close, Flushed, Outlet};
+use crate::wire::{self, Transport};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::net::{recv, RecvFlags};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::{Error as WsError, Message, WebSocket};
+
+/// How long a closing connection may take to drain its last frames.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// tungstenite's view of the socket: reads never block; writes (pongs and
+/// close replies) go through the outlet, so they queue behind events whole.
+struct WsIo {
+    sock: TcpStream,
+    outlet: Arc<Outlet>,
+}
+
+impl Read for WsIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match recv(&self.sock, buf, RecvFlags::DONTWAIT) {
+            Ok((n, _)) => Ok(n),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Write for WsIo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.outlet.send(buf.to_vec()) {
+            Ok(buf.len())
+        } else {
+            Err(io::Error::new(io::ErrorKind::BrokenPipe, "connection broken"))
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Small buffers and caps: a client only sends keepalives.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(64 * 1024)
+        .max_message_size(Some(64 * 1024))
+        .max_frame_size(Some(64 * 1024))
+}
+
+/// What poll reported.
+struct Ready {
+    sock_in: bool,
+    sock_out: bool,
+    woken: bool,
+}
+
+fn wait(sock: &TcpStream, outlet: &Outlet, read: bool, until: Instant) -> io::Result<Ready> {
+    let mut sock_flags = PollFlags::empty();
+    if read {
+        sock_flags |= PollFlags::IN;
+    }
+    if outlet.has_backlog() {
+        sock_flags |= PollFlags::OUT;
+    }
+    let left = until.saturating_duration_since(Instant::now());
+    let ts = Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) };
+    let wake = outlet.wake_fd();
+    let mut fds = [PollFd::new(sock, sock_flags), PollFd::new(&wake, PollFlags::IN)];
+    match poll(&mut fds, Some(&ts)) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let s = fds[0].revents();
+    let w = fds[1].revents();
+    Ok(Ready {
+        sock_in: s.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR),
+        sock_out: s.intersects(PollFlags::OUT | PollFlags::ERR),
+        woken: w.contains(PollFlags::IN),
+    })
+}
+
+/// Sends the control message and the final frame of a server-side close,
+/// drains for a bounded time, then ends the connection gracefully (FIN, then
+/// discard what the client still sends, so the close is not lost to a RST).
+fn finish(sock: &TcpStream, outlet: &Outlet, t: Transport, c: &Close) {
+    if let Some(ctrl) = &c.control {
+        outlet.send(wire::frame(t, &serde_json::to_vec(ctrl).unwrap_or_default()));
+    }
+    outlet.send(match t {
+        Transport::Ws => wire::ws_close(c.code, &c.reason),
+        Transport::Chunked => wire::CHUNK_END.to_vec(),
+    });
+    let deadline = Instant::now() + DRAIN;
+    while Instant::now() < deadline {
+        match outlet.flush() {
+            Flushed::Empty | Flushed::Failed => break,
+            Flushed::Pending => {
+                let _ = wait(sock, outlet, false, deadline);
+            }
+        }
+    }
+    let _ = sock.shutdown(Shutdown::Write);
+    let mut scratch = [0u8; 1024];
+    while Instant::now() < deadline {
+        match wait(sock, outlet, true, deadline) {
+            Ok(r) if r.sock_in => match recv(sock, &mut scratch[..], RecvFlags::DONTWAIT) {
+                Ok((0, _)) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ => {
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Serves a websocket connection until it ends; returns why it ended.
+pub fn run_ws(sock: TcpStream, rest: Vec<u8>, outlet: &Arc<Outlet>, cc: &ConnCfg) -> String {
+    let io = match sock.try_clone() {
+        Ok(s) => WsIo { sock: s, outlet: outlet.clone() },
+        Err(e) => return format!("socket clone failed: {e}"),
+    };
+    let mut ws = WebSocket::from_partially_read(io, rest, Role::Server, Some(ws_config()));
+    let mut last_heard = Instant::now();
+    let mut first_pass = true;
+    loop {
+        if let Some(c) = outlet.take_close() {
+            finish(&sock, outlet, Transport::Ws, &c);
+            return format!("closed by the server: {}", c.reason);
+        }
+        let deadline = last_heard + cc.keepalive;
+        if Instant::now() >= deadline {
+            let secs = cc.keepalive.as_secs();
+            let c = Close {
+                code: 1008,
+                reason: format!("keepalive timeout: nothing received from the client for {secs} s"),
+                control: None,
+            };
+            finish(&sock, outlet, Transport::Ws, &c);
+            return c.reason;
+        }
+        // Bytes that came with the handshake are read without waiting.
+        let ready = if first_pass {
+            first_pass = false;
+            Ready { sock_in: true, sock_out: true, woken: false }
+        } else {
+            match wait(&sock, outlet, true, deadline) {
+                Ok(r) => r,
+                Err(e) => return format!("poll failed: {e}"),
+            }
+        };
+        if ready.woken {
+            outlet.clear_wake();
+        }
+        if ready.sock_in {
+            loop {
+                match ws.read() {
+                    Ok(msg) => {
+                        last_heard = Instant::now();
+                        match msg {
+                            // pnut answers every client message with a pong;
+                            // spout sends a websocket pong frame, which
+                            // clients handle without seeing it as an event.
+                            Message::Text(_) | Message::Binary(_) => {
+                                if !outlet.send(vec![0x8a, 0]) {
+                                    return "client went away".into();
+                                }
+                            }
+                            Message::Close(_) => {
+                                let _ = ws.flush();
+                                let _ = outlet.flush();
+                                let _ = sock.shutdown(Shutdown::Both);
+                                return "closed by the client".into();
+                            }
+                            // tungstenite queues the pong for a ping itself.
+                            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                        }
+                    }
+                    Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
+                        return "closed by the client".into();
+                    }
+                    Err(WsError::Protocol(
+                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                    )) => {
+                        return "client hung up".into();
+                    }
+                    Err(WsError::Capacity(e)) => {
+                        let c = Close { code: 1009, reason: format!("message too big: {e}"), control: None };
+                        finish(&sock, outlet, Transport::Ws, &c);
+                        return c.reason;
+                    }
+                    Err(WsError::Protocol(e)) => {
+                        let c = Close { code: 1002, reason: format!("protocol error: {e}"), control: None };
+                        finish(&sock, outlet, Transport::Ws, &c);
+                        return c.reason;
+                    }
+                    Err(WsError::Utf8(_)) => {
+                        let c = Close {
+                            code: 1007,
+                            reason: "invalid UTF-8 in a text message".into(),
+                            control: None,
+                        };
+                        finish(&sock, outlet, Transport::Ws, &c);
+                        return c.reason;
+                    }
+                    Err(e) => return format!("client connection failed: {e}"),
+                }
+            }
+            // Push out a pong tungstenite may have queued.
+            let _ = ws.flush();
+        }
+        if (ready.sock_out || ready.woken) && outlet.flush() == Flushed::Failed {
+            return "client went away".into();
+        }
+    }
+}
+
+/// Serves a chunked HTTP stream until it ends; returns why it ended.
+pub fn run_chunked(sock: TcpStream, outlet: &Arc<Outlet>, cc: &ConnCfg) -> String {
+    let mut next_beat = Instant::now() + cc.heartbeat;
+    let mut scratch = [0u8; 512];
+    loop {
+        if let Some(c) = outlet.take_close() {
+            finish(&sock, outlet, Transport::Chunked, &c);
+            return format!("closed by the server: {}", c.reason);
+        }
+        let ready = match wait(&sock, outlet, true, next_beat) {
+            Ok(r) => r,
+            Err(e) => return format!("poll failed: {e}"),
+        };
+        if ready.woken {
+            outlet.clear_wake();
+        }
+        if ready.sock_in {
+            // A chunked client sends nothing after its request; input here
+            // is either the end of the connection or ignored.
+            match recv(&sock, &mut scratch[..], RecvFlags::DONTWAIT) {
+                Ok((0, _)) => return "client hung up".into(),
+                Ok(_) => {}
+                Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return format!("client connection failed: {e}"),
+            }
+        }
+        if Instant::now() >= next_beat {
+            next_beat = Instant::now() + cc.heartbeat;
+            if !outlet.send(wire::CHUNK_HEARTBEAT.to_vec()) {
+                return "client went away (heartbeat failed)".into();
+            }
+        }
+        if (ready.sock_out || ready.woken) && outlet.flush() == Flushed::Failed {
+            return "client went away".into();
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The stream listener (a socket we own, DESIGN.md §2): reads the request
+//! head, refuses with a complete HTTP error envelope before any upgrade,
+//! then serves `/v1/app` as a websocket or as chunked HTTP, one thread per
+//! connection with a small stack.
+
+mod conn;
+
+use crate::api::Ctx;
+use crate::auth;
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
+use crate::http::{Req, Resp};
+use crate::hub::{Hub, Outlet, Sub};
+use crate::model::{self, Opts};
+use crate::storage::streams;
+use crate::util::{base64url, random_bytes};
+use crate::wire::{self, Transport};
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Stack for connection threads: they parse small client frames and never
+/// render events (the hub does), so 128 KiB is plenty.
+const CONN_STACK: usize = 128 * 1024;
+/// Longest request head we read.
+const MAX_HEAD: usize = 8 * 1024;
+/// How long a client may take to send its request head (slowloris).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings a connection thread needs.
+#[derive(Clone)]
+pub struct ConnCfg {
+    pub keepalive: Duration,
+    pub heartbeat: Duration,
+    pub backlog: usize,
+}
+
+/// Starts the accept loop on `listener`.
+pub fn start_listener(
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+    hub: Hub,
+    cfg: &Config,
+    stopping: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, String> {
+    let cc = ConnCfg { keepalive: cfg.keepalive, heartbeat: cfg.heartbeat, backlog: cfg.conn_backlog_bytes };
+    crate::server::spawn("stream-accept".into(), None, move || {
+        for sock in listener.incoming() {
+            if stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            let sock = match sock {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    log::warn!("stream listener: accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            let (ctx, hub, cc) = (ctx.clone(), hub.clone(), cc.clone());
+            let r = crate::server::spawn("conn".into(), Some(CONN_STACK), move || {
+                let r = catch_unwind(AssertUnwindSafe(|| serve(sock, &ctx, &hub, &cc)));
+                if r.is_err() {
+                    log::error!("a stream connection thread panicked; connection dropped");
+                }
+            });
+            if let Err(e) = r {
+                log::warn!("cannot start a connection thread: {e}");
+            }
+        }
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Reads the request head; returns it and any bytes after it.
+fn read_head(sock: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = sock.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf[end + 4..].to_vec();
+            buf.truncate(end);
+            return Some((String::from_utf8_lossy(&buf).into_owned(), rest));
+        }
+        if buf.len() > MAX_HEAD {
+            return None;
+        }
+    }
+}
+
+fn parse_head(head: &str) -> Option<Req> {
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let (method, url) = (first.next()?, first.next()?);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Some(Req::new(method, url, headers, Vec::new()))
+}
+
+fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        429 => "Too Many Requests",
+        _ => "Error",
+    }
+}
+
+/// Answers with a complete HTTP response holding the error envelope and
+/// closes gracefully.
+fn refuse(mut sock: TcpStream, e: &ApiError) {
+    let body = Resp::error(e).encode(false);
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        e.status,
+        reason_phrase(e.status),
+        body.len()
+    );
+    let _ = sock.write_all(head.as_bytes()).and_then(|_| sock.write_all(&body));
+    let _ = sock.shutdown(Shutdown::Write);
+}
+
+/// What a valid request resolved to.
+struct Accepted {
+    app_id: i64,
+    token_id: i64,
+    stream: streams::StreamRow,
+}
+
+fn authorize(ctx: &Ctx, req: &Req) -> ApiResult<Accepted> {
+    let path = req.path.trim_end_matches('/');
+    if path != "/v1/app" {
+        return Err(ApiError::not_found(format!(
+            "Not found: no stream endpoint at {}; use /v1/app",
+            req.path
+        )));
+    }
+    if req.method != "GET" {
+        return Err(ApiError::new(405, "Method not allowed; use GET /v1/app"));
+    }
+    let p = auth::app(&ctx.db, req)?;
+    let key = req
+        .param("key")
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ApiError::bad_request("key: required (the stream's key)"))?;
+    let stream = ctx
+        .db
+        .read(|c| Ok(streams::get(c, p.app.id, key)?))?
+        .ok_or_else(|| ApiError::not_found(format!("Stream not found: {key}")))?;
+    Ok(Accepted { app_id: p.app.id, token_id: p.token_id, stream })
+}
+
+fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
+    let _ = sock.set_nodelay(true);
+    let _ = sock.set_read_timeout(Some(HEAD_TIMEOUT));
+    let _ = sock.set_write_timeout(Some(HEAD_TIMEOUT));
+    let Some((head, rest)) = read_head(&mut sock) else {
+        log::debug!("stream connection closed or timed out before its request head");
+        return;
+    };
+    let Some(req) = parse_head(&head) else {
+        return refuse(sock, &ApiError::bad_request("malformed HTTP request"));
+    };
+    let acc = match authorize(ctx, &req) {
+        Ok(a) => a,
+        Err(e) => return refuse(sock, &e),
+    };
+    let is_ws = req.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    let ws_key = req.header("sec-websocket-key").map(str::to_string);
+    if is_ws && ws_key.is_none() {
+        return refuse(sock, &ApiError::bad_request("Sec-WebSocket-Key: required for a websocket upgrade"));
+    }
+    let slot = match hub.reserve(acc.app_id) {
+        Ok(s) => s,
+        Err(m) => return refuse(sock, &ApiError::new(429, m)),
+    };
+    let transport = if is_ws { Transport::Ws } else { Transport::Chunked };
+    let opts = Opts::from_req(&req);
+    let connection_id = base64url(&random_bytes(24));
+    let hello = json!({
+        "meta": {
+            "stream": model::stream(&acc.stream, &ctx.stream_endpoint)
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.remove("type");
+                    serde_json::Value::Object(o)
+                })
+                .unwrap_or_default(),
+            "connection_id": connection_id,
+        }
+    });
+    let hello = serde_json::to_vec(&hello).unwrap_or_default();
+    let mut out = match (&ws_key, transport) {
+        (Some(k), Transport::Ws) => format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            tungstenite::handshake::derive_accept_key(k.as_bytes())
+        )
+        .into_bytes(),
+        _ => b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n".to_vec(),
+    };
+    out.extend_from_slice(&wire::frame(transport, &hello));
+    if sock.write_all(&out).is_err() {
+        return;
+    }
+    let _ = sock.set_read_timeout(None);
+    let _ = sock.set_write_timeout(None);
+    let write_half = match sock.try_clone() {
+        Ok(s) => s,
+        Err(e) => return log::warn!("cannot clone a stream socket: {e}"),
+    };
+    let outlet = match Outlet::new(write_half, cc.backlog, slot) {
+        Ok(o) => o,
+        Err(e) => return log::warn!("cannot create a connection outlet: {e}"),
+    };
+    log::info!(
+        "stream connection {} opened: app {} stream '{}' ({:?})",
+        outlet.id,
+        acc.app_id,
+        acc.stream.key,
+        transport
+    );
+    hub.join(Sub {
+        outlet: outlet.clone(),
+        app_id: acc.app_id,
+        stream_id: acc.stream.id,
+        token_id: acc.token_id,
+        types: crate::event::types_to_bits(&acc.stream.object_types),
+        opts,
+        transport,
+    });
+    let end = match transport {
+        Transport::Ws => conn::run_ws(sock, rest, &outlet, cc),
+        Transport::Chunked => conn::run_chunked(sock, &outlet, cc),
+    };
+    outlet.release_slot();
+    hub.leave(outlet.id);
+    log::info!("stream connection {} closed: {end}", outlet.id);
+}

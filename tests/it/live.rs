@@ -1,0 +1,1 @@
+//! Live delivery tests (see issue 5).

@@ -1,0 +1,1 @@
+//! Stream management tests (see issue 4).
