@@ -1,7 +1,9 @@
 //! The REST API: the route table, dispatch with 404/405, and the shared
 //! context handlers receive. One file per resource below this module.
 
+mod channels;
 mod oauth;
+mod posts;
 mod streams;
 mod users;
 
@@ -29,11 +31,14 @@ pub fn admin_token_event(
     oauth::emit_token_event(tx, &crate::config::cli_api_url(), app, user_id, Some(scopes))
 }
 
-type Handler = fn(&Ctx, &Req, &[&str]) -> ApiResult<Resp>;
+/// A route handler: the request and the path's `{}` segments in order.
+pub type Handler = fn(&Ctx, &Req, &[&str]) -> ApiResult<Resp>;
+/// Method, path pattern, handler.
+pub type Route = (&'static str, &'static str, Handler);
 
 /// Method, path pattern (`{}` is one path segment), handler. The first
 /// pattern that matches wins, so literal paths come before `{}` ones.
-const ROUTES: &[(&str, &str, Handler)] = &[
+const ROUTES: &[Route] = &[
     ("POST", "/v1/oauth/access_token", oauth::access_token),
     ("GET", "/v1/token", oauth::get_token),
     ("DELETE", "/v1/token", oauth::delete_token),
@@ -70,9 +75,14 @@ fn matches<'a>(pattern: &str, path: &'a str) -> Option<Vec<&'a str>> {
 pub fn dispatch(ctx: &Ctx, req: &Req) -> Resp {
     let path = if req.path.len() > 1 { req.path.trim_end_matches('/') } else { &req.path };
     let mut allowed: Vec<&str> = Vec::new();
-    for (method, pattern, handler) in ROUTES {
+    // Tables are tried in this order; within a table the first match wins.
+    let tables: [&[Route]; 3] = [ROUTES, posts::ROUTES, channels::ROUTES];
+    for (method, pattern, handler) in tables.into_iter().flatten() {
         if let Some(params) = matches(pattern, path) {
             if *method == req.method {
+                if let Err(e) = check_body_type(req) {
+                    return Resp::error(&e);
+                }
                 return handler(ctx, req, &params).unwrap_or_else(|e| Resp::error(&e));
             }
             if !allowed.contains(method) {
@@ -86,6 +96,21 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Resp {
         let e =
             ApiError::new(405, format!("Method {} not allowed here; use {}", req.method, allowed.join(", ")));
         Resp::error(&e).header("Allow", &allowed.join(", "))
+    }
+}
+
+/// A request that carries a body must say what it is (a body-less PUT or
+/// DELETE may carry any Content-Type, as real clients send them).
+fn check_body_type(req: &Req) -> ApiResult<()> {
+    if req.body.is_empty() {
+        return Ok(());
+    }
+    match req.content_type().as_deref() {
+        Some("application/json") | Some("application/x-www-form-urlencoded") | Some("multipart/form-data") => Ok(()),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Content-Type {other} is not supported; send application/json, application/x-www-form-urlencoded or multipart/form-data"
+        ))),
+        None => Err(ApiError::bad_request("Content-Type: required for a request with a body")),
     }
 }
 

@@ -1,5 +1,5 @@
-//! Schema versions: `schema.sql` is version 1; later migrations are appended
-//! to `MIGRATIONS` and never edited. The version lives in PRAGMA user_version.
+//! Schema versions: `schema.sql` is version 1; later migrations live in
+//! `migrations/NNN_*.sql`, are appended to `MIGRATIONS` and never edited once released. The version lives in PRAGMA user_version.
 
 use rusqlite::Connection;
 
@@ -7,7 +7,10 @@ const SCHEMA_V1: &str = include_str!("../../schema.sql");
 
 /// Migrations after version 1, in order: entry `i` moves the schema to
 /// version `i + 2`.
-const MIGRATIONS: &[&str] = &[];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/002_posts_graph.sql"),
+    include_str!("../../migrations/003_channels.sql"),
+];
 
 /// The schema version this build writes.
 pub const LATEST: i64 = 1 + MIGRATIONS.len() as i64;

@@ -3,8 +3,10 @@
 //! to the hub after commit and in commit order.
 
 pub mod apps;
+pub mod channels;
 pub mod events;
 pub mod migrations;
+pub mod posts;
 pub mod streams;
 pub mod users;
 

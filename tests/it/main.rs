@@ -1,7 +1,9 @@
 //! The one integration-test binary: every module drives the real `spout`
 //! executable through its HTTP and stream listeners.
 
+mod channels;
 mod common;
 mod foundation;
 mod live;
+mod posts;
 mod streams;

@@ -1,0 +1,2 @@
+-- Version 2: posts, reposts, revisions, bookmarks, follows, mutes, blocks,
+-- presence (issue: posts, the social graph, profiles and presence).

@@ -1,0 +1,2 @@
+-- Version 3: channels, ACLs, subscriptions, messages, markers, files, polls
+-- (issue: channels, messages, subscriptions, markers, files and polls).

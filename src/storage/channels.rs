@@ -1,0 +1,1 @@
+//! Channels, ACLs, subscriptions, messages, markers, files, polls.

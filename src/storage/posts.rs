@@ -1,0 +1,1 @@
+//! Posts, reposts, revisions, bookmarks, follows, mutes, blocks, presence.

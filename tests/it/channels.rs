@@ -1,0 +1,1 @@
+//! Channels, messages, files and polls tests (see issue 7).

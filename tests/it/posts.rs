@@ -1,0 +1,1 @@
+//! Posts, graph and presence tests (see issue 6).
