@@ -166,8 +166,14 @@ fn authorize(ctx: &Ctx, req: &Req) -> ApiResult<Accepted> {
     Ok(Accepted { app_id: p.app.id, token_id: p.token_id, stream })
 }
 
+/// Kernel send buffer per stream socket. Linux sizes loopback buffers by the
+/// 64 KiB MSS (megabytes per socket); a fixed size bounds kernel memory per
+/// connection and makes a stalled reader show up as a slow consumer.
+const SEND_BUFFER: usize = 256 * 1024;
+
 fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
     let _ = sock.set_nodelay(true);
+    let _ = rustix::net::sockopt::set_socket_send_buffer_size(&sock, SEND_BUFFER);
     let _ = sock.set_read_timeout(Some(HEAD_TIMEOUT));
     let _ = sock.set_write_timeout(Some(HEAD_TIMEOUT));
     let Some((head, rest)) = read_head(&mut sock) else {

@@ -364,3 +364,10 @@ impl Ws {
         self.0.send(Message::Text(t.to_string().into())).unwrap();
     }
 }
+
+impl Server {
+    /// Kills the server and returns its log (for failure messages).
+    pub fn kill_log(&mut self) -> String {
+        self.kill()
+    }
+}
