@@ -25,6 +25,9 @@ pub struct Config {
     /// Bytes a connection may have queued before it is a slow consumer.
     pub conn_backlog_bytes: usize,
     pub sync_full: bool,
+    pub retention_secs: i64,
+    pub retention_events: usize,
+    pub prune_every: Duration,
 }
 
 /// One flag: its name, env var, default (as text) and help.
@@ -110,6 +113,24 @@ pub const FLAGS: &[Flag] = &[
         help: "bytes queued for one connection before it is dropped as a slow consumer",
     },
     Flag {
+        name: "--retention-secs",
+        env: "SPOUT_RETENTION_SECS",
+        default: "604800",
+        help: "events older than this leave the log (undelivered ones are reported as dropped)",
+    },
+    Flag {
+        name: "--retention-events",
+        env: "SPOUT_RETENTION_EVENTS",
+        default: "10000",
+        help: "undelivered events kept per stream while it is away",
+    },
+    Flag {
+        name: "--prune-secs",
+        env: "SPOUT_PRUNE_SECS",
+        default: "60",
+        help: "how often retention runs (also once at start)",
+    },
+    Flag {
         name: "--sync",
         env: "SPOUT_SYNC",
         default: "normal",
@@ -145,7 +166,7 @@ impl Config {
             i += 1;
         }
         let get = |name: &str| -> String {
-            let idx = FLAGS.iter().position(|f| f.name == name).unwrap_or(0);
+            let idx = FLAGS.iter().position(|f| f.name == name).expect("every flag read is in FLAGS");
             values[idx].clone().unwrap_or_else(|| FLAGS[idx].default.to_string())
         };
         let addr = |name: &str| -> Result<SocketAddr, String> {
@@ -181,6 +202,9 @@ impl Config {
             max_conns_total: num("--max-conns", 1)? as usize,
             conn_backlog_bytes: num("--conn-backlog-bytes", 4096)? as usize,
             sync_full,
+            retention_secs: num("--retention-secs", 1)? as i64,
+            retention_events: num("--retention-events", 1)? as usize,
+            prune_every: Duration::from_secs(num("--prune-secs", 1)?),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Stream events as data: object types, audiences, and the outbox items a
 //! write transaction hands to the hub after commit. No I/O here.
 
+use crate::filter::Filter;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
@@ -127,11 +128,26 @@ pub struct Event {
 
 /// Changes to live connections that are not stream events but must reach
 /// the hub in commit order with them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Signal {
-    StreamUpdated { stream_id: i64, types: u16 },
-    StreamDeleted { stream_id: i64 },
-    TokenRevoked { token_id: i64 },
+    /// New object types and filter; live connections follow at once.
+    StreamUpdated {
+        stream_id: i64,
+        types: u16,
+        filter_id: Option<i64>,
+        filter: Option<Arc<Filter>>,
+    },
+    StreamDeleted {
+        stream_id: i64,
+    },
+    TokenRevoked {
+        token_id: i64,
+    },
+    /// A filter was changed (`Some`) or deleted and detached (`None`).
+    FilterChanged {
+        filter_id: i64,
+        filter: Option<Arc<Filter>>,
+    },
 }
 
 /// What a committed write hands to the hub, in order.

@@ -7,8 +7,9 @@
 
 use crate::config::Config;
 use crate::event::{Audience, Event, Outbox, Signal};
+use crate::filter::Filter;
 use crate::model::{prune, Kind, Opts};
-use crate::storage::{apps, Db};
+use crate::storage::{apps, streams, Db};
 use crate::wire::{self, Transport};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use rustix::event::{eventfd, EventfdFlags};
@@ -21,7 +22,7 @@ use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bytes shared by every connection that receives them.
 pub type Bytes = Arc<Vec<u8>>;
@@ -48,13 +49,27 @@ pub fn control(kind: &str, message: &str) -> serde_json::Value {
     json!({"meta": {"control": {"type": kind, "message": message}}})
 }
 
+/// Bytes and the event seq they carry (0 for control frames, pongs, ...).
+pub type Tagged = (Bytes, i64);
+
 #[derive(Default)]
 struct OutState {
-    queue: VecDeque<Bytes>,
+    queue: VecDeque<Tagged>,
     /// Bytes of `queue[0]` already written.
     offset: usize,
     /// Bytes waiting in `queue` (minus `offset`).
     queued: usize,
+    /// The highest event seq fully written to the socket.
+    sent: i64,
+    /// While the connection replays from the log, the hub's frames wait
+    /// here instead of going out (see `begin_round` / `go_live`).
+    holding: bool,
+    held: Vec<Tagged>,
+    held_bytes: usize,
+    /// `held` outgrew the backlog limit and was dropped: replay again.
+    overflow: bool,
+    /// The "buffer nearly full" notice went out.
+    warned: bool,
     close: Option<Close>,
     close_taken: bool,
     /// The socket failed; nothing more is written.
@@ -89,12 +104,12 @@ pub struct Outlet {
     state: Mutex<OutState>,
     max_backlog: usize,
     slot: Mutex<Option<Slot>>,
-    /// The last event seq the hub had handled when this outlet joined.
-    pub joined_at: AtomicI64,
+    /// The hub has registered this outlet (it now gets or holds events).
     pub joined: AtomicBool,
 }
 
 impl Outlet {
+    /// A new outlet starts holding: the connection replays the log first.
     pub fn new(sock: TcpStream, max_backlog: usize, slot: Slot) -> std::io::Result<Arc<Outlet>> {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let wake = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
@@ -102,10 +117,9 @@ impl Outlet {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             sock,
             wake,
-            state: Mutex::new(OutState::default()),
+            state: Mutex::new(OutState { holding: true, ..OutState::default() }),
             max_backlog,
             slot: Mutex::new(Some(slot)),
-            joined_at: AtomicI64::new(0),
             joined: AtomicBool::new(false),
         }))
     }
@@ -121,7 +135,7 @@ impl Outlet {
         self.wake.as_fd()
     }
 
-    fn wake(&self) {
+    pub fn wake(&self) {
         let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
     }
 
@@ -133,21 +147,19 @@ impl Outlet {
 
     /// Writes queued bytes, then `extra`, without blocking; whatever does
     /// not fit is queued (a partly written frame keeps its offset).
-    fn write_locked(&self, st: &mut OutState, extra: &[Bytes]) -> Wrote {
+    fn write_locked(&self, st: &mut OutState, extra: &[Tagged]) -> Wrote {
         if st.broken {
             return Wrote::Failed;
         }
         let mut extra_from = 0;
         loop {
             let mut iov: Vec<IoSlice> = Vec::with_capacity(64);
-            for (i, b) in st.queue.iter().enumerate().take(64) {
+            for (i, (b, _)) in st.queue.iter().enumerate().take(64) {
                 iov.push(IoSlice::new(if i == 0 { &b[st.offset..] } else { &b[..] }));
             }
             let from_queue = iov.len();
-            if from_queue < 64 {
-                for b in extra[extra_from..].iter().take(64 - from_queue) {
-                    iov.push(IoSlice::new(b));
-                }
+            for (b, _) in extra[extra_from..].iter().take(64 - from_queue) {
+                iov.push(IoSlice::new(b));
             }
             if iov.is_empty() {
                 return Wrote::All;
@@ -160,6 +172,7 @@ impl Outlet {
                 SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
             );
             drop(iov);
+            let blocked = matches!(r, Err(Errno::AGAIN));
             let mut n = match r {
                 Ok(0) => {
                     st.broken = true;
@@ -176,10 +189,11 @@ impl Outlet {
             };
             // Consume from the queue first, then from `extra`.
             while n > 0 {
-                let Some(head) = st.queue.front() else { break };
+                let Some((head, seq)) = st.queue.front() else { break };
                 let left = head.len() - st.offset;
                 if n >= left {
                     n -= left;
+                    st.sent = st.sent.max(*seq);
                     st.queued -= left;
                     st.offset = 0;
                     st.queue.pop_front();
@@ -189,41 +203,58 @@ impl Outlet {
                     n = 0;
                 }
             }
-            let mut consumed_extra = 0;
-            while n > 0 && consumed_extra < offered {
-                let b = &extra[extra_from + consumed_extra];
+            let mut consumed = 0;
+            while n > 0 && consumed < offered {
+                let (b, seq) = &extra[extra_from + consumed];
+                consumed += 1;
                 if n >= b.len() {
                     n -= b.len();
-                    consumed_extra += 1;
+                    st.sent = st.sent.max(*seq);
                 } else {
                     // Part of this frame went out: queue its rest.
-                    st.queue.push_back(b.clone());
+                    st.queue.push_back((b.clone(), *seq));
                     st.offset = n;
                     st.queued += b.len() - n;
-                    consumed_extra += 1;
                     n = 0;
                 }
             }
-            extra_from += consumed_extra;
-            if !st.queue.is_empty() || r.is_err() {
+            extra_from += consumed;
+            if !st.queue.is_empty() || blocked {
                 // The socket is full: everything else waits in the queue.
-                for b in &extra[extra_from..] {
+                for (b, seq) in &extra[extra_from..] {
                     st.queued += b.len();
-                    st.queue.push_back(b.clone());
+                    st.queue.push_back((b.clone(), *seq));
                 }
                 return if st.queue.is_empty() { Wrote::All } else { Wrote::Blocked };
             }
-            if extra_from >= extra.len() && st.queue.is_empty() {
+            if extra_from >= extra.len() {
                 return Wrote::All;
             }
         }
     }
 
     /// Hub side: hands over frames. Returns false when the connection is now
-    /// over its backlog limit (a slow consumer).
-    fn deliver(&self, frames: &[Bytes]) -> bool {
+    /// over its backlog limit (a slow consumer). `warn` renders the "buffer
+    /// nearly full" control frame, sent once when the backlog passes 3/4.
+    fn deliver(&self, frames: &[Tagged], warn: impl Fn() -> Bytes) -> bool {
         let mut st = self.lock();
         if st.close.is_some() || st.broken {
+            return true;
+        }
+        if st.holding {
+            for f in frames {
+                if st.overflow {
+                    break;
+                }
+                if st.held_bytes + f.0.len() > self.max_backlog {
+                    st.overflow = true;
+                    st.held = Vec::new();
+                    st.held_bytes = 0;
+                } else {
+                    st.held_bytes += f.0.len();
+                    st.held.push(f.clone());
+                }
+            }
             return true;
         }
         if st.queue.is_empty() {
@@ -234,23 +265,34 @@ impl Outlet {
             }
         } else {
             for f in frames {
-                st.queued += f.len();
+                st.queued += f.0.len();
                 st.queue.push_back(f.clone());
             }
         }
-        st.queued <= self.max_backlog
+        if st.queued > self.max_backlog {
+            return false;
+        }
+        if st.queued > self.max_backlog / 4 * 3 && !st.warned {
+            st.warned = true;
+            let w = warn();
+            st.queued += w.len();
+            st.queue.push_back((w, 0));
+        } else if st.queued < self.max_backlog / 2 {
+            st.warned = false;
+        }
+        true
     }
 
     /// Connection side: queues bytes (pongs, close frames, control messages,
-    /// replayed events) behind everything already queued, then writes what
-    /// the socket takes. Returns false if the socket failed.
-    pub fn send(&self, bytes: Vec<u8>) -> bool {
+    /// replayed events with their seq) behind everything already queued,
+    /// then writes what the socket takes. Returns false if the socket failed.
+    pub fn send(&self, bytes: Vec<u8>, seq: i64) -> bool {
         let mut st = self.lock();
-        let b = Arc::new(bytes);
+        let b = (Arc::new(bytes), seq);
         if st.queue.is_empty() {
             !matches!(self.write_locked(&mut st, &[b]), Wrote::Failed)
         } else {
-            st.queued += b.len();
+            st.queued += b.0.len();
             st.queue.push_back(b);
             !st.broken
         }
@@ -264,6 +306,54 @@ impl Outlet {
             Wrote::Blocked => Flushed::Pending,
             Wrote::Failed => Flushed::Failed,
         }
+    }
+
+    /// Bytes waiting in the backlog.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().queued
+    }
+
+    /// The highest event seq fully written to the socket.
+    pub fn sent_seq(&self) -> i64 {
+        self.lock().sent
+    }
+
+    /// Replay: starts a round. Everything the hub handled up to the returned
+    /// seq is in the log; what it hands over from now on is held.
+    pub fn begin_round(&self, last_seq: &AtomicI64) -> i64 {
+        let mut st = self.lock();
+        st.held = Vec::new();
+        st.held_bytes = 0;
+        st.overflow = false;
+        last_seq.load(Ordering::SeqCst)
+    }
+
+    /// Replay: the log was replayed up to `replayed`. Unless the held frames
+    /// overflowed meanwhile (then replay another round), the held frames
+    /// after `replayed` go out and the hub writes directly from now on.
+    pub fn go_live(&self, replayed: i64) -> bool {
+        let mut st = self.lock();
+        if st.overflow {
+            return false;
+        }
+        st.holding = false;
+        let held: Vec<Tagged> = std::mem::take(&mut st.held)
+            .into_iter()
+            .filter(|(_, seq)| *seq == 0 || *seq > replayed)
+            .collect();
+        st.held_bytes = 0;
+        st.sent = st.sent.max(replayed);
+        if !held.is_empty() {
+            if st.queue.is_empty() {
+                let _ = self.write_locked(&mut st, &held);
+            } else {
+                for f in held {
+                    st.queued += f.0.len();
+                    st.queue.push_back(f);
+                }
+            }
+        }
+        true
     }
 
     /// Is anything waiting to be written? Checked under the lock right before
@@ -283,10 +373,12 @@ impl Outlet {
             }
             let keep = usize::from(st.offset > 0);
             while st.queue.len() > keep {
-                if let Some(b) = st.queue.pop_back() {
+                if let Some((b, _)) = st.queue.pop_back() {
                     st.queued -= b.len();
                 }
             }
+            st.holding = false;
+            st.held = Vec::new();
             st.close = Some(c);
         }
         self.release_slot();
@@ -302,6 +394,19 @@ impl Outlet {
         let c = st.close.clone();
         st.close_taken = c.is_some();
         c
+    }
+
+    /// The control type of the close the server asked for, if any.
+    pub fn closed_by_server(&self) -> Option<String> {
+        let st = self.lock();
+        let c = st.close.as_ref()?;
+        Some(
+            c.control
+                .as_ref()
+                .and_then(|d| d["meta"]["control"]["type"].as_str())
+                .unwrap_or("close")
+                .to_string(),
+        )
     }
 
     pub fn release_slot(&self) {
@@ -344,6 +449,10 @@ struct Shared {
     counts: Mutex<Counts>,
     max_per_app: usize,
     max_total: usize,
+    /// The highest event seq the hub has handled (set before it delivers).
+    last_seq: AtomicI64,
+    /// Stream id → highest seq written to one of its connections.
+    cursors: Mutex<HashMap<i64, i64>>,
     delivered: AtomicU64,
     slow_disconnects: AtomicU64,
 }
@@ -357,6 +466,8 @@ pub struct Sub {
     pub types: u16,
     pub opts: Opts,
     pub transport: Transport,
+    pub filter_id: Option<i64>,
+    pub filter: Option<Arc<Filter>>,
 }
 
 enum Msg {
@@ -376,27 +487,100 @@ pub struct Hub {
 /// committing thread waits (backpressure): nothing is dropped, and the hub
 /// never blocks, so the wait is short.
 const HUB_QUEUE: usize = 8192;
+/// How often stream cursors are saved while connections are live.
+const CURSOR_SAVE: Duration = Duration::from_secs(1);
+
+/// App id → user id → scopes granted.
+pub type Grants = HashMap<i64, Vec<String>>;
+
+/// Is an event with this audience visible to an app with these grants?
+pub fn admits(aud: &Audience, app_id: i64, grants: Option<&Grants>) -> bool {
+    aud.admits(
+        app_id,
+        |u| grants.and_then(|m| m.get(&u)).map(|v| v.as_slice()),
+        grants.into_iter().flat_map(|m| m.values().map(|v| v.as_slice())),
+    )
+}
+
+/// The ids of the users who authorized an app, for `$authorized_userids`.
+pub fn authorized_ids(grants: Option<&Grants>) -> Vec<String> {
+    let mut ids: Vec<String> = grants.map(|m| m.keys().map(|k| k.to_string()).collect()).unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// Would a stream (types, app, filter) receive this event? The same rule
+/// the hub applies live, for replay and retention.
+pub fn wants(ev: &Event, types: u16, app_id: i64, filter: Option<&Filter>, grants: Option<&Grants>) -> bool {
+    types & ev.kind.bit() != 0
+        && admits(&ev.audience, app_id, grants)
+        && filter.is_none_or(|f| f.passes(ev.kind, &ev.envelope, &authorized_ids(grants)))
+}
+
+/// Renders one event for one option set and transport; `meta.position` is
+/// the event's place in the log (what a client passes back as `position`).
+pub fn render(ev: &Event, opts: &Opts, t: Transport) -> Bytes {
+    let mut env = ev.envelope.clone();
+    if let Some(d) = env.get_mut("data") {
+        prune(d, Kind::of_type(ev.kind.as_str()), opts);
+    }
+    if let Some(m) = env.get_mut("meta").and_then(|m| m.as_object_mut()) {
+        m.insert("position".into(), json!(ev.seq.to_string()));
+    }
+    let payload = serde_json::to_vec(&env).unwrap_or_default();
+    Arc::new(wire::frame(t, &payload))
+}
+
+/// A control document framed for a transport.
+pub fn control_frame(t: Transport, doc: &serde_json::Value) -> Bytes {
+    Arc::new(wire::frame(t, &serde_json::to_vec(doc).unwrap_or_default()))
+}
 
 impl Hub {
-    /// Loads who authorized which app and starts the hub thread.
+    /// Loads who authorized which app and starts the hub thread and the
+    /// thread that saves stream cursors.
     pub fn start(db: Arc<Db>, cfg: &Config) -> Result<Hub, String> {
         let (tx, rx) = bounded(HUB_QUEUE);
+        let rows = db.read(|c| Ok(apps::all_authorizations(c)?)).map_err(|e| e.message)?;
+        let last_seq = db.last_seq().map_err(|e| e.message)?;
         let shared = Arc::new(Shared {
             tx,
             counts: Mutex::new(Counts::default()),
             max_per_app: cfg.max_conns_per_app,
             max_total: cfg.max_conns_total,
+            last_seq: AtomicI64::new(last_seq),
+            cursors: Mutex::new(HashMap::new()),
             delivered: AtomicU64::new(0),
             slow_disconnects: AtomicU64::new(0),
         });
-        let rows = db.read(|c| Ok(apps::all_authorizations(c)?)).map_err(|e| e.message)?;
-        let last_seq = db.last_seq().map_err(|e| e.message)?;
-        let mut grants: HashMap<i64, HashMap<i64, Vec<String>>> = HashMap::new();
+        let mut grants: HashMap<i64, Grants> = HashMap::new();
         for r in rows {
             grants.entry(r.app_id).or_default().insert(r.user_id, r.scopes);
         }
-        let state =
-            HubState { conns: Vec::new(), index: HashMap::new(), grants, last_seq, shared: shared.clone() };
+        let (save_tx, save_rx) = bounded::<Vec<(i64, i64)>>(4);
+        crate::server::spawn("cursor-saver".into(), None, move || {
+            for batch in save_rx {
+                let r = db.write(|tx| {
+                    for (stream_id, seq) in &batch {
+                        streams::advance(tx, *stream_id, *seq, 0)?;
+                    }
+                    Ok(())
+                });
+                if let Err(e) = r {
+                    log::warn!("saving stream cursors failed: {}", e.message);
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        let state = HubState {
+            conns: Vec::new(),
+            index: HashMap::new(),
+            grants,
+            shared: shared.clone(),
+            save_tx,
+            saved: HashMap::new(),
+            last_save: Instant::now(),
+        };
         crate::server::spawn("hub".into(), None, move || state.run(rx)).map_err(|e| e.to_string())?;
         Ok(Hub { shared })
     }
@@ -441,6 +625,25 @@ impl Hub {
         let _ = self.shared.tx.send(Msg::Shutdown);
     }
 
+    /// The highest event seq the hub has handled.
+    pub fn last_seq(&self) -> &AtomicI64 {
+        &self.shared.last_seq
+    }
+
+    /// How far a stream's live connections got (newer than the saved cursor
+    /// while they run).
+    pub fn cursor_of(&self, stream_id: i64) -> i64 {
+        self.shared.cursors.lock().map(|m| m.get(&stream_id).copied().unwrap_or(0)).unwrap_or(0)
+    }
+
+    /// Records how far a connection got (when it ends).
+    pub fn note_cursor(&self, stream_id: i64, seq: i64) {
+        if let Ok(mut m) = self.shared.cursors.lock() {
+            let e = m.entry(stream_id).or_insert(0);
+            *e = (*e).max(seq);
+        }
+    }
+
     /// Counters for operators: (live connections, events delivered,
     /// slow-consumer disconnects).
     pub fn stats(&self) -> (usize, u64, u64) {
@@ -457,35 +660,43 @@ struct HubState {
     conns: Vec<Sub>,
     /// Outlet id → index in `conns`.
     index: HashMap<u64, usize>,
-    /// App id → user id → scopes granted.
-    grants: HashMap<i64, HashMap<i64, Vec<String>>>,
-    last_seq: i64,
+    grants: HashMap<i64, Grants>,
     shared: Arc<Shared>,
+    save_tx: Sender<Vec<(i64, i64)>>,
+    /// Cursors last handed to the saver.
+    saved: HashMap<i64, i64>,
+    last_save: Instant,
 }
 
 /// Frames for each connection gathered during one batch, in order.
 #[derive(Default)]
 struct Pending {
     order: Vec<u64>,
-    frames: HashMap<u64, Vec<Bytes>>,
+    frames: HashMap<u64, Vec<Tagged>>,
 }
 
-/// Renders one event for one option set and transport.
-pub fn render(ev: &Event, opts: &Opts, t: Transport) -> Bytes {
-    let mut env = ev.envelope.clone();
-    if let Some(d) = env.get_mut("data") {
-        prune(d, Kind::of_type(ev.kind.as_str()), opts);
+impl Pending {
+    fn push(&mut self, id: u64, f: Tagged) {
+        self.frames
+            .entry(id)
+            .or_insert_with(|| {
+                self.order.push(id);
+                Vec::new()
+            })
+            .push(f);
     }
-    let payload = serde_json::to_vec(&env).unwrap_or_default();
-    Arc::new(wire::frame(t, &payload))
 }
 
 impl HubState {
     fn run(mut self, rx: Receiver<Msg>) {
         loop {
-            let first = match rx.recv_timeout(Duration::from_secs(60)) {
+            let timeout = if self.conns.is_empty() { Duration::from_secs(60) } else { CURSOR_SAVE };
+            let first = match rx.recv_timeout(timeout) {
                 Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.save_cursors();
+                    continue;
+                }
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             // Take everything that queued up while we were busy: each
@@ -512,8 +723,10 @@ impl HubState {
                         }
                     }
                     Msg::Join(sub) => {
-                        sub.outlet.joined_at.store(self.last_seq, Ordering::SeqCst);
+                        // From here on the connection gets (or holds) every
+                        // event the hub handles; tell its thread.
                         sub.outlet.joined.store(true, Ordering::SeqCst);
+                        sub.outlet.wake();
                         self.index.insert(sub.outlet.id, self.conns.len());
                         self.conns.push(sub);
                     }
@@ -523,6 +736,7 @@ impl HubState {
                     }
                     Msg::Shutdown => {
                         self.flush(&mut pending);
+                        self.save_cursors();
                         for c in &self.conns {
                             c.outlet.close(Close::with_control(
                                 1001,
@@ -535,29 +749,55 @@ impl HubState {
                 }
             }
             self.flush(&mut pending);
+            if self.last_save.elapsed() >= CURSOR_SAVE {
+                self.save_cursors();
+            }
         }
     }
 
     fn remove(&mut self, id: u64) {
         if let Some(i) = self.index.remove(&id) {
-            self.conns.swap_remove(i);
+            let gone = self.conns.swap_remove(i);
+            let sent = gone.outlet.sent_seq();
+            if sent > 0 {
+                let mut m = self.shared.cursors.lock().unwrap_or_else(|p| p.into_inner());
+                let e = m.entry(gone.stream_id).or_insert(0);
+                *e = (*e).max(sent);
+            }
             if let Some(moved) = self.conns.get(i) {
                 self.index.insert(moved.outlet.id, i);
             }
         }
     }
 
-    fn admits(&self, aud: &Audience, app_id: i64) -> bool {
-        let g = self.grants.get(&app_id);
-        aud.admits(
-            app_id,
-            |u| g.and_then(|m| m.get(&u)).map(|v| v.as_slice()),
-            g.into_iter().flat_map(|m| m.values().map(|v| v.as_slice())),
-        )
+    /// Hands changed stream cursors to the saver thread (never blocks: a
+    /// full queue just means the next save carries them).
+    fn save_cursors(&mut self) {
+        self.last_save = Instant::now();
+        let mut changed = Vec::new();
+        {
+            let mut m = self.shared.cursors.lock().unwrap_or_else(|p| p.into_inner());
+            for c in &self.conns {
+                let sent = c.outlet.sent_seq();
+                let e = m.entry(c.stream_id).or_insert(0);
+                *e = (*e).max(sent);
+            }
+            for (stream, seq) in m.iter() {
+                if self.saved.get(stream) != Some(seq) {
+                    changed.push((*stream, *seq));
+                }
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        if self.save_tx.try_send(changed.clone()).is_ok() {
+            self.saved.extend(changed);
+        }
     }
 
     fn event(&mut self, ev: &Event, pending: &mut Pending) {
-        self.last_seq = self.last_seq.max(ev.seq);
+        self.shared.last_seq.fetch_max(ev.seq, Ordering::SeqCst);
         if let Some(a) = &ev.auth {
             match &a.scopes {
                 Some(s) => {
@@ -572,6 +812,9 @@ impl HubState {
         }
         let bit = ev.kind.bit();
         let mut visible: Vec<(i64, bool)> = Vec::new();
+        // (filter, app) → passes; a filter is matched once per event (per
+        // app only when it uses $authorized_userids).
+        let mut filtered: Vec<((usize, i64), bool)> = Vec::new();
         let mut rendered: Vec<((u16, Transport), Bytes)> = Vec::new();
         for c in &self.conns {
             if c.types & bit == 0 {
@@ -580,13 +823,27 @@ impl HubState {
             let ok = match visible.iter().find(|(a, _)| *a == c.app_id) {
                 Some((_, ok)) => *ok,
                 None => {
-                    let ok = self.admits(&ev.audience, c.app_id);
+                    let ok = admits(&ev.audience, c.app_id, self.grants.get(&c.app_id));
                     visible.push((c.app_id, ok));
                     ok
                 }
             };
             if !ok {
                 continue;
+            }
+            if let Some(f) = &c.filter {
+                let key = (Arc::as_ptr(f) as usize, if f.uses_authorized() { c.app_id } else { 0 });
+                let pass = match filtered.iter().find(|(k, _)| *k == key) {
+                    Some((_, p)) => *p,
+                    None => {
+                        let p = f.passes(ev.kind, &ev.envelope, &authorized_ids(self.grants.get(&c.app_id)));
+                        filtered.push((key, p));
+                        p
+                    }
+                };
+                if !pass {
+                    continue;
+                }
             }
             let key = (c.opts.bits(), c.transport);
             let frame = match rendered.iter().find(|(k, _)| *k == key) {
@@ -597,14 +854,7 @@ impl HubState {
                     f
                 }
             };
-            let id = c.outlet.id;
-            pending.frames.entry(id).or_insert_with(|| {
-                pending.order.push(id);
-                Vec::new()
-            });
-            if let Some(v) = pending.frames.get_mut(&id) {
-                v.push(frame);
-            }
+            pending.push(c.outlet.id, (frame, ev.seq));
         }
     }
 
@@ -613,12 +863,22 @@ impl HubState {
         for id in pending.order.drain(..) {
             let Some(frames) = pending.frames.remove(&id) else { continue };
             let Some(&i) = self.index.get(&id) else { continue };
-            let outlet = &self.conns[i].outlet;
+            let c = &self.conns[i];
             self.shared.delivered.fetch_add(frames.len() as u64, Ordering::Relaxed);
-            if !outlet.deliver(&frames) {
+            let t = c.transport;
+            let warn = || {
+                control_frame(
+                    t,
+                    &control(
+                        "buffer_nearly_full",
+                        "The connection's buffer is over three quarters full; read faster or be disconnected",
+                    ),
+                )
+            };
+            if !c.outlet.deliver(&frames, warn) {
                 self.shared.slow_disconnects.fetch_add(1, Ordering::Relaxed);
                 log::info!("connection {id}: slow consumer, disconnecting");
-                outlet.close(Close::with_control(
+                c.outlet.close(Close::with_control(
                     1008,
                     "slow_consumer",
                     "Disconnected: the connection's buffer filled because the client did not read fast enough",
@@ -627,11 +887,47 @@ impl HubState {
         }
     }
 
+    /// Sends a control message to one connection, in order with its events.
+    fn notify(c: &Sub, doc: &serde_json::Value) {
+        let f = control_frame(c.transport, doc);
+        let _ = c.outlet.deliver(&[(f, 0)], || Arc::new(Vec::new()));
+    }
+
     fn signal(&mut self, s: Signal) {
         match s {
-            Signal::StreamUpdated { stream_id, types } => {
+            Signal::StreamUpdated { stream_id, types, filter_id, filter } => {
                 for c in self.conns.iter_mut().filter(|c| c.stream_id == stream_id) {
                     c.types = types;
+                    c.filter_id = filter_id;
+                    c.filter = filter.clone();
+                    let names: Vec<&str> = crate::event::ObjType::ALL
+                        .iter()
+                        .filter(|t| types & t.bit() != 0)
+                        .map(|t| t.as_str())
+                        .collect();
+                    let mut doc = control(
+                        "stream_updated",
+                        "The stream's object types or filter changed; events from here on follow them",
+                    );
+                    doc["meta"]["control"]["object_types"] = json!(names);
+                    doc["meta"]["control"]["filter_id"] = json!(filter_id.map(|f| f.to_string()));
+                    Self::notify(c, &doc);
+                }
+            }
+            Signal::FilterChanged { filter_id, filter } => {
+                for c in self.conns.iter_mut().filter(|c| c.filter_id == Some(filter_id)) {
+                    let msg = if filter.is_some() {
+                        "The stream's filter changed; events from here on follow it"
+                    } else {
+                        "The stream's filter was deleted; events are no longer filtered"
+                    };
+                    c.filter = filter.clone();
+                    if filter.is_none() {
+                        c.filter_id = None;
+                    }
+                    let mut doc = control("stream_updated", msg);
+                    doc["meta"]["control"]["filter_id"] = json!(c.filter_id.map(|f| f.to_string()));
+                    Self::notify(c, &doc);
                 }
             }
             Signal::StreamDeleted { stream_id } => {

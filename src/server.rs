@@ -55,6 +55,14 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
     let stream_base = cfg.public_stream_url.clone().unwrap_or_else(|| format!("ws://{stream_addr}"));
     let ctx = Arc::new(Ctx { db: db.clone(), api_url, stream_endpoint: format!("{stream_base}/v1/app") });
 
+    // Retention runs once before anything connects, then periodically.
+    match crate::retention::prune(&db, None, cfg.retention_secs, cfg.retention_events) {
+        Ok((dropped, deleted)) if dropped > 0 || deleted > 0 => {
+            log::info!("retention: {dropped} undelivered events dropped, {deleted} log rows deleted")
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("retention pass failed: {}", e.message),
+    }
     let hub = Hub::start(db.clone(), &cfg).map_err(|e| format!("cannot start the hub: {e}"))?;
     let sink_hub = hub.clone();
     db.set_sink(Box::new(move |items| sink_hub.publish(items)));
@@ -81,6 +89,22 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
                 while !stopping.load(Ordering::Relaxed) {
                     std::thread::park_timeout(Duration::from_secs(2));
                     db.catch_up();
+                }
+            })
+            .map_err(|e| e.to_string())?,
+        );
+    }
+    {
+        let (db, hub, stopping) = (db.clone(), hub.clone(), stopping.clone());
+        let (every, secs, count) = (cfg.prune_every, cfg.retention_secs, cfg.retention_events);
+        threads.push(
+            spawn("retention".into(), None, move || loop {
+                std::thread::park_timeout(every);
+                if stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                if let Err(e) = crate::retention::prune(&db, Some(&hub), secs, count) {
+                    log::warn!("retention pass failed: {}", e.message);
                 }
             })
             .map_err(|e| e.to_string())?,

@@ -2,6 +2,7 @@
 //! context handlers receive. One file per resource below this module.
 
 mod channels;
+mod filters;
 mod oauth;
 mod posts;
 mod streams;
@@ -19,6 +20,13 @@ pub struct Ctx {
     pub api_url: String,
     /// The `endpoint` reported for streams, e.g. `ws://127.0.0.1:8081/v1/app`.
     pub stream_endpoint: String,
+}
+
+/// A stored filter, compiled (for the stream listener).
+pub fn compile_filter(
+    row: &crate::storage::filters::FilterRow,
+) -> Option<std::sync::Arc<crate::filter::Filter>> {
+    filters::compile(row)
 }
 
 /// The `token` event for a grant made by `spout admin token add`.
@@ -55,6 +63,12 @@ const ROUTES: &[Route] = &[
     ("GET", "/v1/streams/{}", streams::get_one),
     ("PUT", "/v1/streams/{}", streams::update),
     ("DELETE", "/v1/streams/{}", streams::delete_one),
+    ("GET", "/v1/filters", filters::list),
+    ("POST", "/v1/filters", filters::create),
+    ("DELETE", "/v1/filters", filters::delete_all),
+    ("GET", "/v1/filters/{}", filters::get_one),
+    ("PUT", "/v1/filters/{}", filters::update),
+    ("DELETE", "/v1/filters/{}", filters::delete_one),
 ];
 
 fn matches<'a>(pattern: &str, path: &'a str) -> Option<Vec<&'a str>> {

@@ -5,10 +5,13 @@ use super::Ctx;
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
 use crate::event::{types_to_bits, ObjType, Signal};
+use crate::filter::Filter;
 use crate::http::{Req, Resp};
 use crate::model;
-use crate::storage::{streams, Principal, StreamRow};
+use crate::storage::{apps, filters, streams, Principal, StreamRow};
+use rusqlite::Connection;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// Streams one app may have (pnut: 5).
 pub const MAX_STREAMS: i64 = 5;
@@ -66,41 +69,74 @@ fn check_key(v: &Value) -> ApiResult<String> {
     Ok(key.to_string())
 }
 
-fn check_filter(body: &Map<String, Value>) -> ApiResult<()> {
-    match body.get("filter_id") {
-        None | Some(Value::Null) => Ok(()),
-        Some(v) => Err(ApiError::bad_request(format!("filter_id: no filter {v} exists"))),
+/// A filter a stream uses: its id and compiled form.
+type AttachedFilter = (i64, Arc<Filter>);
+
+/// `filter_id` from a body: absent → `None` (unchanged), `null` → detach,
+/// an id → that filter, which must exist and belong to a user who
+/// authorized the app (403 otherwise).
+fn check_filter(
+    c: &Connection,
+    body: &Map<String, Value>,
+    app_id: i64,
+) -> ApiResult<Option<Option<AttachedFilter>>> {
+    let v = match body.get("filter_id") {
+        None => return Ok(None),
+        Some(Value::Null) => return Ok(Some(None)),
+        Some(v) => v,
+    };
+    let id = match v {
+        Value::String(s) => s.parse::<i64>().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
     }
+    .ok_or_else(|| ApiError::bad_request(format!("filter_id: {v} is not a filter id")))?;
+    let row = filters::get(c, id)?
+        .ok_or_else(|| ApiError::bad_request(format!("filter_id: no filter {id} exists")))?;
+    let authorized = apps::authorizations_of_app(c, app_id)?.iter().any(|a| a.user_id == row.user_id);
+    if !authorized {
+        return Err(ApiError::forbidden(format!(
+            "filter_id: filter {id} belongs to a user who has not authorized this app"
+        )));
+    }
+    let f = super::filters::compile(&row).ok_or_else(ApiError::internal)?;
+    Ok(Some(Some((id, f))))
 }
 
-fn stream_value(ctx: &Ctx, s: &StreamRow) -> Value {
-    model::stream(s, &ctx.stream_endpoint)
+/// The stream object, with the filter embedded when it has one.
+fn stream_value(c: &Connection, ctx: &Ctx, s: &StreamRow) -> ApiResult<Value> {
+    let mut v = model::stream(s, &ctx.stream_endpoint);
+    if let Some(fid) = s.filter_id {
+        if let Some(row) = filters::get(c, fid)? {
+            v["filter"] = super::filters::filter_value(c, ctx, &row, None)?;
+        }
+    }
+    Ok(v)
 }
 
-fn deleted_value(ctx: &Ctx, s: &StreamRow) -> Value {
-    let mut v = stream_value(ctx, s);
+fn deleted_value(c: &Connection, ctx: &Ctx, s: &StreamRow) -> ApiResult<Value> {
+    let mut v = stream_value(c, ctx, s)?;
     v["is_deleted"] = Value::Bool(true);
-    v
+    Ok(v)
 }
 
-fn find(ctx: &Ctx, p: &Principal, key: &str) -> ApiResult<StreamRow> {
-    ctx.db
-        .read(|c| Ok(streams::get(c, p.app.id, key)?))?
-        .ok_or_else(|| ApiError::not_found(format!("Stream not found: {key}")))
+fn find(c: &Connection, p: &Principal, key: &str) -> ApiResult<StreamRow> {
+    streams::get(c, p.app.id, key)?.ok_or_else(|| ApiError::not_found(format!("Stream not found: {key}")))
 }
 
 pub fn list(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let p = auth::app(&ctx.db, req)?;
-    let rows = ctx.db.read(|c| Ok(streams::list(c, p.app.id)?))?;
     let key = req.param("key");
-    let data: Vec<Value> =
-        rows.iter().filter(|s| key.is_none_or(|k| k == s.key)).map(|s| stream_value(ctx, s)).collect();
+    let data = ctx.db.read(|c| {
+        let rows = streams::list(c, p.app.id)?;
+        rows.iter().filter(|s| key.is_none_or(|k| k == s.key)).map(|s| stream_value(c, ctx, s)).collect()
+    })?;
     Ok(Resp::ok(Value::Array(data)))
 }
 
 pub fn get_one(ctx: &Ctx, req: &Req, params: &[&str]) -> ApiResult<Resp> {
     let p = auth::app(&ctx.db, req)?;
-    Ok(Resp::ok(stream_value(ctx, &find(ctx, &p, params[0])?)))
+    Ok(Resp::ok(ctx.db.read(|c| stream_value(c, ctx, &find(c, &p, params[0])?))?))
 }
 
 pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
@@ -112,21 +148,23 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         None | Some(Value::Null) => None,
         Some(v) => Some(check_key(v)?),
     };
-    check_filter(&body)?;
-    let row = ctx.db.write(|tx| {
+    let v = ctx.db.write(|tx| {
+        let filter = check_filter(tx, &body, p.app.id)?.flatten();
         if streams::count(tx, p.app.id)? >= MAX_STREAMS {
             return Err(ApiError::bad_request(format!(
                 "This app already has the maximum of {MAX_STREAMS} streams; delete one first"
             )));
         }
-        streams::create(tx, p.app.id, key.as_deref(), &types)?.ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "key: '{}' is already taken by another stream of this app",
-                key.as_deref().unwrap_or("")
-            ))
-        })
+        let row =
+            streams::create(tx, p.app.id, key.as_deref(), &types, filter.map(|f| f.0))?.ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "key: '{}' is already taken by another stream of this app",
+                    key.as_deref().unwrap_or("")
+                ))
+            })?;
+        stream_value(tx, ctx, &row)
     })?;
-    Ok(Resp::ok(stream_value(ctx, &row)))
+    Ok(Resp::ok(v))
 }
 
 pub fn update(ctx: &Ctx, req: &Req, params: &[&str]) -> ApiResult<Resp> {
@@ -134,41 +172,56 @@ pub fn update(ctx: &Ctx, req: &Req, params: &[&str]) -> ApiResult<Resp> {
     let body = req.json_object()?;
     check_type(&body, false)?;
     let types = parse_object_types(body.get("object_types"))?;
-    check_filter(&body)?;
-    let row = ctx.db.write(|tx| {
-        let mut s = streams::get(tx, p.app.id, params[0])?
-            .ok_or_else(|| ApiError::not_found(format!("Stream not found: {}", params[0])))?;
-        streams::update_types(tx, s.id, &types)?;
+    let v = ctx.db.write(|tx| {
+        let mut s = find(tx, &p, params[0])?;
+        let filter = match check_filter(tx, &body, p.app.id)? {
+            Some(f) => f,
+            None => match s.filter_id {
+                Some(fid) => {
+                    filters::get(tx, fid)?.and_then(|r| super::filters::compile(&r)).map(|f| (fid, f))
+                }
+                None => None,
+            },
+        };
+        s.filter_id = filter.as_ref().map(|f| f.0);
+        streams::update(tx, s.id, &types, s.filter_id)?;
         s.object_types = types.clone();
-        tx.signal(Signal::StreamUpdated { stream_id: s.id, types: types_to_bits(&types) });
-        Ok(s)
+        tx.signal(Signal::StreamUpdated {
+            stream_id: s.id,
+            types: types_to_bits(&types),
+            filter_id: s.filter_id,
+            filter: filter.map(|f| f.1),
+        });
+        stream_value(tx, ctx, &s)
     })?;
-    Ok(Resp::ok(stream_value(ctx, &row)))
+    Ok(Resp::ok(v))
 }
 
 pub fn delete_one(ctx: &Ctx, req: &Req, params: &[&str]) -> ApiResult<Resp> {
     let p = auth::app(&ctx.db, req)?;
-    let row = ctx.db.write(|tx| {
-        let s = streams::get(tx, p.app.id, params[0])?
-            .ok_or_else(|| ApiError::not_found(format!("Stream not found: {}", params[0])))?;
+    let v = ctx.db.write(|tx| {
+        let s = find(tx, &p, params[0])?;
+        let v = deleted_value(tx, ctx, &s)?;
         streams::delete(tx, s.id)?;
         tx.signal(Signal::StreamDeleted { stream_id: s.id });
-        Ok(s)
+        Ok(v)
     })?;
-    Ok(Resp::ok(deleted_value(ctx, &row)))
+    Ok(Resp::ok(v))
 }
 
 pub fn delete_all(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let p = auth::app(&ctx.db, req)?;
-    let rows = ctx.db.write(|tx| {
+    let v = ctx.db.write(|tx| {
         let rows = streams::list(tx, p.app.id)?;
+        let mut out = Vec::new();
         for s in &rows {
+            out.push(deleted_value(tx, ctx, s)?);
             streams::delete(tx, s.id)?;
             tx.signal(Signal::StreamDeleted { stream_id: s.id });
         }
-        Ok(rows)
+        Ok(out)
     })?;
-    Ok(Resp::ok(Value::Array(rows.iter().map(|s| deleted_value(ctx, s)).collect())))
+    Ok(Resp::ok(Value::Array(v)))
 }
 
 #[cfg(test)]

@@ -22,6 +22,24 @@ pub fn insert(c: &Connection, e: NewEvent) -> rusqlite::Result<Event> {
     })
 }
 
+/// The oldest seq still in the log (retention removes older ones).
+pub fn first_seq(c: &Connection) -> rusqlite::Result<Option<i64>> {
+    c.query_row("SELECT MIN(seq) FROM events", [], |r| r.get(0))
+}
+
+/// The newest seq created before `time` (0 if none).
+pub fn last_seq_before(c: &Connection, time: i64) -> rusqlite::Result<i64> {
+    c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events WHERE created_at < ?1", [time], |r| r.get(0))
+}
+
+/// Deletes up to `limit` of the oldest events with seq <= `upto`.
+pub fn delete_upto(c: &Connection, upto: i64, limit: i64) -> rusqlite::Result<usize> {
+    c.execute(
+        "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq <= ?1 ORDER BY seq LIMIT ?2)",
+        params![upto, limit],
+    )
+}
+
 pub fn max_seq(c: &Connection) -> rusqlite::Result<i64> {
     c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
 }

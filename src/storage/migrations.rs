@@ -10,6 +10,7 @@ const SCHEMA_V1: &str = include_str!("../../schema.sql");
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/002_posts_graph.sql"),
     include_str!("../../migrations/003_channels.sql"),
+    include_str!("../../migrations/004_durable_filters.sql"),
 ];
 
 /// The schema version this build writes.

@@ -5,6 +5,7 @@
 pub mod apps;
 pub mod channels;
 pub mod events;
+pub mod filters;
 pub mod migrations;
 pub mod posts;
 pub mod streams;

@@ -11,9 +11,14 @@ pub struct StreamRow {
     pub key: String,
     pub object_types: Vec<ObjType>,
     pub created_at: i64,
+    pub filter_id: Option<i64>,
+    /// The last event seq delivered (replay starts after it).
+    pub cursor: i64,
+    /// Events lost to retention since the last connect.
+    pub dropped: i64,
 }
 
-const COLS: &str = "id, app_id, key, object_types, created_at";
+const COLS: &str = "id, app_id, key, object_types, created_at, filter_id, cursor, dropped";
 
 fn from_row(r: &Row) -> rusqlite::Result<StreamRow> {
     let types: String = r.get(3)?;
@@ -24,6 +29,9 @@ fn from_row(r: &Row) -> rusqlite::Result<StreamRow> {
         key: r.get(2)?,
         object_types: names.iter().filter_map(|n| ObjType::parse(n)).collect(),
         created_at: r.get(4)?,
+        filter_id: r.get(5)?,
+        cursor: r.get(6)?,
+        dropped: r.get(7)?,
     })
 }
 
@@ -51,12 +59,13 @@ pub fn count(c: &Connection, app_id: i64) -> rusqlite::Result<i64> {
 }
 
 /// Inserts a stream; with no key, assigns the smallest free numeric key.
-/// `None` if the key is taken.
+/// A new stream starts at the end of the log. `None` if the key is taken.
 pub fn create(
     c: &Connection,
     app_id: i64,
     key: Option<&str>,
     types: &[ObjType],
+    filter_id: Option<i64>,
 ) -> rusqlite::Result<Option<StreamRow>> {
     let key = match key {
         Some(k) => k.to_string(),
@@ -69,8 +78,9 @@ pub fn create(
         }
     };
     let r = c.execute(
-        "INSERT INTO streams (app_id, key, object_types, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![app_id, key, types_json(types), now()],
+        "INSERT INTO streams (app_id, key, object_types, created_at, filter_id, cursor)
+         VALUES (?1, ?2, ?3, ?4, ?5, (SELECT COALESCE(MAX(seq), 0) FROM events))",
+        params![app_id, key, types_json(types), now(), filter_id],
     );
     match r {
         Ok(_) => get(c, app_id, &key),
@@ -79,8 +89,38 @@ pub fn create(
     }
 }
 
-pub fn update_types(c: &Connection, id: i64, types: &[ObjType]) -> rusqlite::Result<()> {
-    c.execute("UPDATE streams SET object_types = ?1 WHERE id = ?2", params![types_json(types), id])?;
+pub fn update(c: &Connection, id: i64, types: &[ObjType], filter_id: Option<i64>) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE streams SET object_types = ?1, filter_id = ?2 WHERE id = ?3",
+        params![types_json(types), filter_id, id],
+    )?;
+    Ok(())
+}
+
+pub fn by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<StreamRow>> {
+    c.query_row(&format!("SELECT {COLS} FROM streams WHERE id = ?1"), [id], from_row).optional()
+}
+
+/// Every stream (the retention pass walks them).
+pub fn all(c: &Connection) -> rusqlite::Result<Vec<StreamRow>> {
+    let mut st = c.prepare(&format!("SELECT {COLS} FROM streams ORDER BY id"))?;
+    let rows = st.query_map([], from_row)?;
+    rows.collect()
+}
+
+/// Moves the cursor forward (never back) and adds to the dropped count.
+pub fn advance(c: &Connection, id: i64, cursor: i64, dropped: i64) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE streams SET cursor = MAX(cursor, ?1), dropped = dropped + ?2 WHERE id = ?3",
+        params![cursor, dropped, id],
+    )?;
+    Ok(())
+}
+
+/// Sets the cursor (a purge or a resume moves it anywhere) and clears the
+/// dropped count, which the connection has just reported.
+pub fn reset(c: &Connection, id: i64, cursor: i64) -> rusqlite::Result<()> {
+    c.execute("UPDATE streams SET cursor = ?1, dropped = 0 WHERE id = ?2", params![cursor, id])?;
     Ok(())
 }
 

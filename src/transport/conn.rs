@@ -4,12 +4,16 @@
 //! its backlog, and ends the connection with a control message and a close.
 
 use super::ConnCfg;
-use crate::hub::{Close, Flushed, Outlet};
+use crate::filter::Filter;
+use crate::hub::{render, wants, Close, Flushed, Grants, Hub, Outlet};
+use crate::model::Opts;
+use crate::storage::{streams, Db};
 use crate::wire::{self, Transport};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::net::{recv, RecvFlags};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::{Role, WebSocketConfig};
@@ -36,7 +40,7 @@ impl Read for WsIo {
 
 impl Write for WsIo {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.outlet.send(buf.to_vec()) {
+        if self.outlet.send(buf.to_vec(), 0) {
             Ok(buf.len())
         } else {
             Err(io::Error::new(io::ErrorKind::BrokenPipe, "connection broken"))
@@ -94,12 +98,15 @@ fn wait(sock: &TcpStream, outlet: &Outlet, read: bool, until: Instant) -> io::Re
 /// discard what the client still sends, so the close is not lost to a RST).
 fn finish(sock: &TcpStream, outlet: &Outlet, t: Transport, c: &Close) {
     if let Some(ctrl) = &c.control {
-        outlet.send(wire::frame(t, &serde_json::to_vec(ctrl).unwrap_or_default()));
+        outlet.send(wire::frame(t, &serde_json::to_vec(ctrl).unwrap_or_default()), 0);
     }
-    outlet.send(match t {
-        Transport::Ws => wire::ws_close(c.code, &c.reason),
-        Transport::Chunked => wire::CHUNK_END.to_vec(),
-    });
+    outlet.send(
+        match t {
+            Transport::Ws => wire::ws_close(c.code, &c.reason),
+            Transport::Chunked => wire::CHUNK_END.to_vec(),
+        },
+        0,
+    );
     let deadline = Instant::now() + DRAIN;
     while Instant::now() < deadline {
         match outlet.flush() {
@@ -126,8 +133,86 @@ fn finish(sock: &TcpStream, outlet: &Outlet, t: Transport, c: &Close) {
     }
 }
 
+/// Log positions read per replay step.
+const REPLAY_PAGE: i64 = 256;
+
+/// Delivers what a stream missed, from the event log, before going live
+/// (DESIGN.md §3; the protocol is `Outlet::begin_round` / `go_live`).
+pub struct Replay {
+    /// Replayed up to this seq.
+    pub pos: i64,
+    /// The end of the current round.
+    pub target: Option<i64>,
+    pub live: bool,
+    /// `?purge=1`: skip what is queued, start at the end of the log.
+    pub purge: bool,
+    pub stream_id: i64,
+    pub types: u16,
+    pub app_id: i64,
+    pub filter: Option<Arc<Filter>>,
+    pub grants: Grants,
+    pub opts: Opts,
+    pub transport: Transport,
+    pub db: Arc<Db>,
+    pub hub: Hub,
+    pub backlog: usize,
+}
+
+impl Replay {
+    /// Is there replay work to do right now (joined, and the backlog has
+    /// room)? The connection loop then does not sleep.
+    fn ready(&self, outlet: &Outlet) -> bool {
+        !self.live && outlet.joined.load(Ordering::SeqCst) && outlet.queued_bytes() <= self.backlog / 2
+    }
+
+    /// One step: start a round, replay a page, or go live.
+    fn step(&mut self, outlet: &Outlet) -> Result<(), String> {
+        if !self.ready(outlet) {
+            return Ok(());
+        }
+        let Some(target) = self.target else {
+            let t = outlet.begin_round(self.hub.last_seq());
+            log::debug!("connection {}: replay round from {} to {t}", outlet.id, self.pos);
+            if self.purge {
+                self.purge = false;
+                self.pos = t;
+                let id = self.stream_id;
+                self.db.write(|tx| Ok(streams::reset(tx, id, t)?)).map_err(|e| e.message)?;
+            }
+            self.target = Some(t);
+            return Ok(());
+        };
+        if self.pos < target {
+            let upto = target.min(self.pos + REPLAY_PAGE);
+            let events = self.db.events_between(self.pos, upto).map_err(|e| e.message)?;
+            log::debug!("connection {}: replaying {} events after {}", outlet.id, events.len(), self.pos);
+            for ev in &events {
+                if wants(ev, self.types, self.app_id, self.filter.as_deref(), Some(&self.grants))
+                    && !outlet.send(render(ev, &self.opts, self.transport).to_vec(), ev.seq)
+                {
+                    return Err("client went away during replay".into());
+                }
+            }
+            self.pos = upto;
+        } else if outlet.go_live(self.pos) {
+            log::debug!("connection {}: live after {}", outlet.id, self.pos);
+            self.live = true;
+        } else {
+            // Live events overflowed the hold while we replayed: go again.
+            self.target = None;
+        }
+        Ok(())
+    }
+}
+
 /// Serves a websocket connection until it ends; returns why it ended.
-pub fn run_ws(sock: TcpStream, rest: Vec<u8>, outlet: &Arc<Outlet>, cc: &ConnCfg) -> String {
+pub fn run_ws(
+    sock: TcpStream,
+    rest: Vec<u8>,
+    outlet: &Arc<Outlet>,
+    cc: &ConnCfg,
+    replay: &mut Replay,
+) -> String {
     let io = match sock.try_clone() {
         Ok(s) => WsIo { sock: s, outlet: outlet.clone() },
         Err(e) => return format!("socket clone failed: {e}"),
@@ -151,12 +236,17 @@ pub fn run_ws(sock: TcpStream, rest: Vec<u8>, outlet: &Arc<Outlet>, cc: &ConnCfg
             finish(&sock, outlet, Transport::Ws, &c);
             return c.reason;
         }
-        // Bytes that came with the handshake are read without waiting.
+        if let Err(e) = replay.step(outlet) {
+            return e;
+        }
+        // Bytes that came with the handshake are read without waiting, and
+        // replay work goes on without sleeping.
         let ready = if first_pass {
             first_pass = false;
             Ready { sock_in: true, sock_out: true, woken: false }
         } else {
-            match wait(&sock, outlet, true, deadline) {
+            let until = if replay.ready(outlet) { Instant::now() } else { deadline };
+            match wait(&sock, outlet, true, until) {
                 Ok(r) => r,
                 Err(e) => return format!("poll failed: {e}"),
             }
@@ -174,7 +264,7 @@ pub fn run_ws(sock: TcpStream, rest: Vec<u8>, outlet: &Arc<Outlet>, cc: &ConnCfg
                             // spout sends a websocket pong frame, which
                             // clients handle without seeing it as an event.
                             Message::Text(_) | Message::Binary(_) => {
-                                if !outlet.send(vec![0x8a, 0]) {
+                                if !outlet.send(vec![0x8a, 0], 0) {
                                     return "client went away".into();
                                 }
                             }
@@ -229,7 +319,7 @@ pub fn run_ws(sock: TcpStream, rest: Vec<u8>, outlet: &Arc<Outlet>, cc: &ConnCfg
 }
 
 /// Serves a chunked HTTP stream until it ends; returns why it ended.
-pub fn run_chunked(sock: TcpStream, outlet: &Arc<Outlet>, cc: &ConnCfg) -> String {
+pub fn run_chunked(sock: TcpStream, outlet: &Arc<Outlet>, cc: &ConnCfg, replay: &mut Replay) -> String {
     let mut next_beat = Instant::now() + cc.heartbeat;
     let mut scratch = [0u8; 512];
     loop {
@@ -237,7 +327,11 @@ pub fn run_chunked(sock: TcpStream, outlet: &Arc<Outlet>, cc: &ConnCfg) -> Strin
             finish(&sock, outlet, Transport::Chunked, &c);
             return format!("closed by the server: {}", c.reason);
         }
-        let ready = match wait(&sock, outlet, true, next_beat) {
+        if let Err(e) = replay.step(outlet) {
+            return e;
+        }
+        let until = if replay.ready(outlet) { Instant::now() } else { next_beat };
+        let ready = match wait(&sock, outlet, true, until) {
             Ok(r) => r,
             Err(e) => return format!("poll failed: {e}"),
         };
@@ -256,7 +350,7 @@ pub fn run_chunked(sock: TcpStream, outlet: &Arc<Outlet>, cc: &ConnCfg) -> Strin
         }
         if Instant::now() >= next_beat {
             next_beat = Instant::now() + cc.heartbeat;
-            if !outlet.send(wire::CHUNK_HEARTBEAT.to_vec()) {
+            if !outlet.send(wire::CHUNK_HEARTBEAT.to_vec(), 0) {
                 return "client went away (heartbeat failed)".into();
             }
         }

@@ -12,7 +12,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{Req, Resp};
 use crate::hub::{Hub, Outlet, Sub};
 use crate::model::{self, Opts};
-use crate::storage::streams;
+use crate::storage::{apps, events, filters, streams};
 use crate::util::{base64url, random_bytes};
 use crate::wire::{self, Transport};
 use serde_json::json;
@@ -141,6 +141,7 @@ struct Accepted {
     app_id: i64,
     token_id: i64,
     stream: streams::StreamRow,
+    filter: Option<Arc<crate::filter::Filter>>,
 }
 
 fn authorize(ctx: &Ctx, req: &Req) -> ApiResult<Accepted> {
@@ -163,13 +164,78 @@ fn authorize(ctx: &Ctx, req: &Req) -> ApiResult<Accepted> {
         .db
         .read(|c| Ok(streams::get(c, p.app.id, key)?))?
         .ok_or_else(|| ApiError::not_found(format!("Stream not found: {key}")))?;
-    Ok(Accepted { app_id: p.app.id, token_id: p.token_id, stream })
+    let filter = match stream.filter_id {
+        Some(fid) => ctx.db.read(|c| Ok(filters::get(c, fid)?))?.and_then(|r| crate::api::compile_filter(&r)),
+        None => None,
+    };
+    Ok(Accepted { app_id: p.app.id, token_id: p.token_id, stream, filter })
 }
 
 /// Kernel send buffer per stream socket. Linux sizes loopback buffers by the
 /// 64 KiB MSS (megabytes per socket); a fixed size bounds kernel memory per
 /// connection and makes a stalled reader show up as a slow consumer.
 const SEND_BUFFER: usize = 256 * 1024;
+
+/// Where replay starts: `?purge=1` skips what is queued, `?position=N`
+/// resumes after N, otherwise after the stream's cursor. Sends the
+/// `events_dropped` notice first when retention took events the stream had
+/// not received.
+#[allow(clippy::too_many_arguments)]
+fn start_replay(
+    ctx: &Ctx,
+    hub: &Hub,
+    req: &Req,
+    acc: &Accepted,
+    outlet: &Outlet,
+    opts: Opts,
+    transport: Transport,
+    cc: &ConnCfg,
+) -> ApiResult<conn::Replay> {
+    let purge = req.flag("purge", false);
+    let position = req.param("position").and_then(|p| p.parse::<i64>().ok()).filter(|p| *p >= 0);
+    let (grants, first_seq) = ctx.db.read(|c| {
+        let grants =
+            apps::authorizations_of_app(c, acc.app_id)?.into_iter().map(|a| (a.user_id, a.scopes)).collect();
+        Ok((grants, events::first_seq(c)?))
+    })?;
+    let start = match position {
+        Some(p) => p,
+        None => acc.stream.cursor.max(hub.cursor_of(acc.stream.id)),
+    };
+    if !purge {
+        // Log positions after `start` that retention already removed.
+        let lost = first_seq.map(|f| (f - 1 - start).max(0)).unwrap_or(0);
+        let dropped = if position.is_some() { lost } else { acc.stream.dropped + lost };
+        if dropped > 0 {
+            let mut doc = crate::hub::control(
+                "events_dropped",
+                &format!(
+                    "{dropped} events this stream had not received were dropped by the retention limits"
+                ),
+            );
+            doc["meta"]["control"]["dropped"] = json!(dropped);
+            outlet.send(wire::frame(transport, &serde_json::to_vec(&doc).unwrap_or_default()), 0);
+        }
+        let id = acc.stream.id;
+        ctx.db.write(|tx| Ok(streams::reset(tx, id, start)?))?;
+    }
+    Ok(conn::Replay {
+        pos: start,
+        target: None,
+        live: false,
+        purge,
+        stream_id: acc.stream.id,
+        types: crate::event::types_to_bits(&acc.stream.object_types),
+        app_id: acc.app_id,
+        filter: acc.filter.clone(),
+        grants,
+        opts,
+        transport,
+        db: ctx.db.clone(),
+        hub: hub.clone(),
+        backlog: cc.backlog,
+    })
+}
 
 fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
     let _ = sock.set_nodelay(true);
@@ -222,9 +288,6 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
         _ => b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n".to_vec(),
     };
     out.extend_from_slice(&wire::frame(transport, &hello));
-    if sock.write_all(&out).is_err() {
-        return;
-    }
     let _ = sock.set_read_timeout(None);
     let _ = sock.set_write_timeout(None);
     let write_half = match sock.try_clone() {
@@ -235,6 +298,44 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
         Ok(o) => o,
         Err(e) => return log::warn!("cannot create a connection outlet: {e}"),
     };
+    // Join the hub first (the outlet holds whatever the hub hands over),
+    // then check again: a stream deleted, changed or a token revoked between
+    // the first check and the join must not leave this connection behind.
+    let mut acc = acc;
+    let mut tries = 0;
+    loop {
+        hub.join(Sub {
+            outlet: outlet.clone(),
+            app_id: acc.app_id,
+            stream_id: acc.stream.id,
+            token_id: acc.token_id,
+            types: crate::event::types_to_bits(&acc.stream.object_types),
+            opts,
+            transport,
+            filter_id: acc.stream.filter_id,
+            filter: acc.filter.clone(),
+        });
+        let again = match authorize(ctx, &req) {
+            Ok(a) => a,
+            Err(e) => {
+                hub.leave(outlet.id);
+                outlet.release_slot();
+                return refuse(sock, &e);
+            }
+        };
+        let same = again.stream.object_types == acc.stream.object_types
+            && again.stream.filter_id == acc.stream.filter_id;
+        acc = again;
+        tries += 1;
+        if same || tries >= 5 {
+            break;
+        }
+        hub.leave(outlet.id);
+    }
+    if !outlet.send(out, 0) {
+        hub.leave(outlet.id);
+        return;
+    }
     log::info!(
         "stream connection {} opened: app {} stream '{}' ({:?})",
         outlet.id,
@@ -242,20 +343,37 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
         acc.stream.key,
         transport
     );
-    hub.join(Sub {
-        outlet: outlet.clone(),
-        app_id: acc.app_id,
-        stream_id: acc.stream.id,
-        token_id: acc.token_id,
-        types: crate::event::types_to_bits(&acc.stream.object_types),
-        opts,
-        transport,
-    });
+    let mut replay = match start_replay(ctx, hub, &req, &acc, &outlet, opts, transport, cc) {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("connection {}: cannot prepare replay: {}", outlet.id, e.message);
+            outlet.release_slot();
+            hub.leave(outlet.id);
+            return;
+        }
+    };
     let end = match transport {
-        Transport::Ws => conn::run_ws(sock, rest, &outlet, cc),
-        Transport::Chunked => conn::run_chunked(sock, &outlet, cc),
+        Transport::Ws => conn::run_ws(sock, rest, &outlet, cc, &mut replay),
+        Transport::Chunked => conn::run_chunked(sock, &outlet, cc, &mut replay),
     };
     outlet.release_slot();
     hub.leave(outlet.id);
+    let sent = outlet.sent_seq();
+    hub.note_cursor(acc.stream.id, sent);
+    let server_shutdown = outlet.closed_by_server().as_deref() == Some("shutdown");
+    let auto_delete = req.flag("auto_delete", false) && !server_shutdown;
+    let r = ctx.db.write(|tx| {
+        streams::advance(tx, acc.stream.id, sent, 0)?;
+        if auto_delete && streams::by_id(tx, acc.stream.id)?.is_some() {
+            streams::delete(tx, acc.stream.id)?;
+            tx.signal(crate::event::Signal::StreamDeleted { stream_id: acc.stream.id });
+        }
+        Ok(())
+    });
+    if let Err(e) = r {
+        log::warn!("connection {}: saving its cursor failed: {}", outlet.id, e.message);
+    } else if auto_delete {
+        log::info!("stream '{}' deleted with its auto_delete connection", acc.stream.key);
+    }
     log::info!("stream connection {} closed: {end}", outlet.id);
 }

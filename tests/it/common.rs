@@ -96,7 +96,7 @@ impl Server {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--api-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0", "--db", &self.db()])
             .args(&self.extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("SPOUT_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

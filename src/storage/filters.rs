@@ -1,0 +1,77 @@
+//! Filters: owned by a user, referenced by streams.
+
+use crate::util::now;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::Value;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FilterRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: Option<String>,
+    pub match_policy: String,
+    pub clauses: Value,
+}
+
+const COLS: &str = "id, user_id, name, match_policy, clauses";
+
+fn from_row(r: &Row) -> rusqlite::Result<FilterRow> {
+    let clauses: String = r.get(4)?;
+    Ok(FilterRow {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        name: r.get(2)?,
+        match_policy: r.get(3)?,
+        clauses: serde_json::from_str(&clauses).unwrap_or(Value::Array(Vec::new())),
+    })
+}
+
+pub fn create(
+    c: &Connection,
+    user_id: i64,
+    name: Option<&str>,
+    policy: &str,
+    clauses: &Value,
+) -> rusqlite::Result<FilterRow> {
+    c.execute(
+        "INSERT INTO filters (user_id, name, match_policy, clauses, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![user_id, name, policy, clauses.to_string(), now()],
+    )?;
+    get(c, c.last_insert_rowid())?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+pub fn get(c: &Connection, id: i64) -> rusqlite::Result<Option<FilterRow>> {
+    c.query_row(&format!("SELECT {COLS} FROM filters WHERE id = ?1"), [id], from_row).optional()
+}
+
+pub fn list_by_user(c: &Connection, user_id: i64) -> rusqlite::Result<Vec<FilterRow>> {
+    let mut st = c.prepare_cached(&format!("SELECT {COLS} FROM filters WHERE user_id = ?1 ORDER BY id"))?;
+    let rows = st.query_map([user_id], from_row)?;
+    rows.collect()
+}
+
+pub fn update(
+    c: &Connection,
+    id: i64,
+    name: Option<&str>,
+    policy: &str,
+    clauses: &Value,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE filters SET name = ?1, match_policy = ?2, clauses = ?3 WHERE id = ?4",
+        params![name, policy, clauses.to_string(), id],
+    )?;
+    Ok(())
+}
+
+pub fn delete(c: &Connection, id: i64) -> rusqlite::Result<()> {
+    c.execute("DELETE FROM filters WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Ids of the streams that use a filter.
+pub fn streams_using(c: &Connection, filter_id: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut st = c.prepare_cached("SELECT id FROM streams WHERE filter_id = ?1 ORDER BY id")?;
+    let rows = st.query_map([filter_id], |r| r.get(0))?;
+    rows.collect()
+}
