@@ -365,15 +365,19 @@ pub enum PostList {
     Thread(i64),
 }
 
-/// A page of post ids. `hide_for`: leave out posts by users this viewer
-/// muted, blocked or was blocked by. Deleted reposts never show.
-pub fn post_page(
-    c: &Connection,
-    list: &PostList,
-    hide_for: Option<i64>,
-    include_deleted: bool,
-    p: &PageReq,
-) -> rusqlite::Result<Page> {
+/// Which posts a list leaves out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hide {
+    /// Posts by users this viewer blocked or was blocked by, and (unless
+    /// `include_muted`) muted.
+    pub for_viewer: Option<i64>,
+    pub include_muted: bool,
+    pub include_deleted: bool,
+}
+
+/// A page of post ids. Deleted reposts never show.
+pub fn post_page(c: &Connection, list: &PostList, hide: Hide, p: &PageReq) -> rusqlite::Result<Page> {
+    let include_deleted = hide.include_deleted;
     let mut args: Vec<Sql> = Vec::new();
     let mut cond = String::from("NOT (p.repost_of IS NOT NULL AND p.is_deleted = 1)");
     if !include_deleted {
@@ -410,13 +414,16 @@ pub fn post_page(
     };
     cond.push_str(" AND ");
     cond.push_str(&which);
-    if let Some(v) = hide_for {
-        args.extend([Sql::Integer(v), Sql::Integer(v), Sql::Integer(v)]);
+    if let Some(v) = hide.for_viewer {
+        args.extend([Sql::Integer(v), Sql::Integer(v)]);
         cond.push_str(
-            " AND p.user_id NOT IN (SELECT muted_id FROM mutes WHERE user_id = ?)
-              AND p.user_id NOT IN (SELECT blocked_id FROM blocks WHERE user_id = ?)
+            " AND p.user_id NOT IN (SELECT blocked_id FROM blocks WHERE user_id = ?)
               AND p.user_id NOT IN (SELECT user_id FROM blocks WHERE blocked_id = ?)",
         );
+        if !hide.include_muted {
+            args.push(Sql::Integer(v));
+            cond.push_str(" AND p.user_id NOT IN (SELECT muted_id FROM mutes WHERE user_id = ?)");
+        }
     }
     let inner = format!("SELECT p.id AS pid, p.id AS oid, NULL AS extra FROM posts p WHERE {cond}");
     paged(c, &inner, args, p)
@@ -546,7 +553,8 @@ mod tests {
             post(&c, 1);
         }
         let pr = |before, since, count| PageReq { before_id: before, since_id: since, count };
-        let g = |p| post_page(&c, &PostList::Global, None, true, &p).unwrap();
+        let all = Hide { include_deleted: true, ..Hide::default() };
+        let g = |p| post_page(&c, &PostList::Global, all, &p).unwrap();
         let p = g(pr(None, None, 2));
         assert_eq!((ids(&p), p.more), (vec![5, 4], true));
         let p = g(pr(Some(4), None, 20));

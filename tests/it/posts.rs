@@ -187,6 +187,11 @@ fn create_post_shape_event_and_bad_input() {
         "{g}"
     );
     assert_eq!(g["source"], f.app.0.as_str());
+    assert_error(&f.s.get("/v1/posts?ids=1,abc", None), 400, "ids");
+    assert_error(&f.s.get("/v1/posts", None), 400, "ids");
+    let too_many: Vec<String> = (1..=201).map(|i| i.to_string()).collect();
+    assert_error(&f.s.get(&format!("/v1/posts?ids={}", too_many.join(",")), None), 400, "200");
+    assert_eq!(f.get("/v1/posts/1/revisions", None)["data"], json!([]));
     let many = f.get("/v1/posts?ids=2,99,1", None);
     assert_eq!(ids(&many["data"]), ["2", "1"]);
     assert_eq!(f.get("/v1/posts?ids=99", None)["data"], json!([]));
@@ -563,6 +568,13 @@ fn streams_lists_and_pagination() {
     assert_eq!(f.put("/v1/users/@carol/mute", &f.bob).status, 200);
     assert_eq!(ids(&f.get("/v1/posts/streams/global?count=2", Some(&f.bob))["data"]), ["6", "5"]);
     assert_eq!(ids(&f.get("/v1/posts/streams/global?count=1", None)["data"]), ["7"]);
+    let all = f.get("/v1/posts/streams/global?count=1&include_muted=1", Some(&f.bob));
+    assert_eq!(ids(&all["data"]), ["7"]);
+    // Blocked users stay hidden even with include_muted=1.
+    assert_eq!(f.put("/v1/users/@carol/block", &f.bob).status, 200);
+    let all = f.get("/v1/posts/streams/global?count=1&include_muted=1", Some(&f.bob));
+    assert_eq!(ids(&all["data"]), ["6"]);
+    assert_eq!(f.del("/v1/users/@carol/block", &f.bob).status, 200);
 
     // Follower lists page by follow.
     assert_eq!(f.put("/v1/users/@carol/follow", &f.bob).status, 200);

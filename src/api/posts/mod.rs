@@ -628,9 +628,12 @@ fn post_list(
 }
 
 fn list_of(ctx: &Ctx, req: &Req, view: &View, list: PostList, hide: bool) -> ApiResult<Resp> {
-    let hide_for = if hide { view.viewer } else { None };
-    let deleted = view.include_deleted;
-    post_list(ctx, view, req, |c, pr| Ok(store::post_page(c, &list, hide_for, deleted, pr)?))
+    let hide = store::Hide {
+        for_viewer: if hide { view.viewer } else { None },
+        include_muted: req.flag("include_muted", false),
+        include_deleted: view.include_deleted,
+    };
+    post_list(ctx, view, req, |c, pr| Ok(store::post_page(c, &list, hide, pr)?))
 }
 
 pub fn stream_global(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
