@@ -176,6 +176,22 @@ pub fn viewer_flags(c: &Connection, id: i64, viewer: i64) -> rusqlite::Result<(b
     )
 }
 
+/// The newest `limit` users who bookmarked a post.
+pub fn bookmarkers(c: &Connection, post: i64, limit: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut st = c.prepare("SELECT user_id FROM bookmarks WHERE post_id = ?1 ORDER BY id DESC LIMIT ?2")?;
+    let rows = st.query_map([post, limit], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// The newest `limit` users with a live repost of a post.
+pub fn reposters(c: &Connection, post: i64, limit: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut st = c.prepare(
+        "SELECT user_id FROM posts WHERE repost_of = ?1 AND is_deleted = 0 ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = st.query_map([post, limit], |r| r.get(0))?;
+    rows.collect()
+}
+
 /// Adds a bookmark; false if it was there already.
 pub fn bookmark(
     c: &Connection,

@@ -290,7 +290,7 @@ fn revise_delete_and_revisions() {
 #[test]
 fn reposts_and_bookmarks_keep_counts_flags_and_events() {
     let f = fx();
-    let mut ws = f.stream("pb", &["post", "bookmark"], "");
+    let mut ws = f.stream("pb", &["post", "bookmark"], "&include_reposted_by=1");
     f.post(&f.alice, json!({"text": "original"}));
     expect(&mut ws, "post", "1");
 
@@ -308,6 +308,8 @@ fn reposts_and_bookmarks_keep_counts_flags_and_events() {
     assert_eq!(rp["repost_of"]["user"]["username"], "alice");
     assert_eq!(rp["content"]["text"], "original");
     assert_eq!(ev["meta"]["suppress_notifications"], json!([]));
+    assert_eq!(ids(&rp["reposted_by"]), ["2"], "asked for by the connection");
+    assert!(rp.get("bookmarked_by").is_none(), "not asked for");
     // Again: 200, no second repost, no event (the bookmark below is next).
     let again = f.put("/v1/posts/1/repost", &f.bob);
     assert_eq!(again.status, 200);
@@ -335,6 +337,9 @@ fn reposts_and_bookmarks_keep_counts_flags_and_events() {
         (flags["you_bookmarked"].as_bool(), flags["you_reposted"].as_bool()),
         (Some(true), Some(false))
     );
+    let g = f.get("/v1/posts/1?include_bookmarked_by=1&include_reposted_by=1", None)["data"].clone();
+    assert_eq!((ids(&g["bookmarked_by"]), ids(&g["reposted_by"])), (vec!["3".into()], vec!["2".into()]));
+    assert!(f.get("/v1/posts/1", None)["data"].get("bookmarked_by").is_none());
     let own = f.get("/v1/users/me/bookmarks", Some(&f.carol));
     assert_eq!(ids(&own["data"]), ["1"]);
     assert_eq!(own["data"][0]["note"], "later");

@@ -87,6 +87,14 @@ impl View {
         Ok(View::new(req, viewer))
     }
 
+    /// The post as this reader asked for it (with `bookmarked_by` and
+    /// `reposted_by` only when asked: they cost queries).
+    fn render(&self, c: &Connection, api_url: &str, p: &PostRow) -> ApiResult<Value> {
+        let mut v = post_value(c, api_url, p, self.viewer)?;
+        add_actors(c, api_url, &mut v, p, self.opts.bookmarked_by, self.opts.reposted_by)?;
+        Ok(self.post(v))
+    }
+
     /// A full post object pruned to what this reader asked for.
     fn post(&self, mut v: Value) -> Value {
         prune(&mut v, Kind::Post, &self.opts);
@@ -193,6 +201,41 @@ pub(super) fn post_value(
     Ok(v)
 }
 
+/// How many users `bookmarked_by` and `reposted_by` show (newest first).
+const ACTOR_SAMPLE: i64 = 10;
+
+/// Adds pnut's sampled `bookmarked_by` / `reposted_by` user lists (of the
+/// original, for a repost; none on deleted posts).
+fn add_actors(
+    c: &Connection,
+    api_url: &str,
+    v: &mut Value,
+    p: &PostRow,
+    bm: bool,
+    rp: bool,
+) -> ApiResult<()> {
+    if p.is_deleted {
+        return Ok(());
+    }
+    let shown = p.repost_of.unwrap_or(p.id);
+    let users_of = |ids: Vec<i64>| -> ApiResult<Value> {
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(u) = users::by_id(c, id)? {
+                out.push(user_value(c, api_url, &u, None)?);
+            }
+        }
+        Ok(Value::Array(out))
+    };
+    if bm {
+        v["bookmarked_by"] = users_of(store::bookmarkers(c, shown, ACTOR_SAMPLE)?)?;
+    }
+    if rp {
+        v["reposted_by"] = users_of(store::reposters(c, shown, ACTOR_SAMPLE)?)?;
+    }
+    Ok(())
+}
+
 /// The users a post event would notify who muted or blocked its author.
 fn suppressed(c: &Connection, p: &PostRow) -> ApiResult<Vec<Value>> {
     let mut notified = Vec::new();
@@ -211,7 +254,8 @@ fn suppressed(c: &Connection, p: &PostRow) -> ApiResult<Vec<Value>> {
 /// Writes the `post` event for `p` as it is now; `extra` adds meta keys
 /// (`is_deleted`, `revision`).
 fn emit_post(tx: &mut Tx, api_url: &str, p: &PostRow, extra: Option<(&str, Value)>) -> ApiResult<()> {
-    let data = post_value(tx, api_url, p, None)?;
+    let mut data = post_value(tx, api_url, p, None)?;
+    add_actors(tx, api_url, &mut data, p, true, true)?;
     let mut meta = json!({
         "timestamp": now(),
         "id": p.id.to_string(),
@@ -372,9 +416,9 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         store::set_tags(tx, id, &tags)?;
         let row = store::by_id(tx, id)?.ok_or_else(ApiError::internal)?;
         emit_post(tx, &ctx.api_url, &row, None)?;
-        post_value(tx, &ctx.api_url, &row, Some(uid))
+        view.render(tx, &ctx.api_url, &row)
     })?;
-    Ok(Resp::data(201, view.post(v)))
+    Ok(Resp::data(201, v))
 }
 
 pub fn get_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
@@ -385,9 +429,9 @@ pub fn get_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         if row.is_deleted && !view.include_deleted {
             return Err(ApiError::not_found(format!("Post not found: {id} was deleted")));
         }
-        post_value(c, &ctx.api_url, &row, view.viewer)
+        view.render(c, &ctx.api_url, &row)
     })?;
-    Ok(Resp::ok(view.post(v)))
+    Ok(Resp::ok(v))
 }
 
 pub fn get_many(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
@@ -408,7 +452,7 @@ pub fn get_many(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         for id in ids {
             match get_post(c, id) {
                 Ok(row) if row.is_deleted && !view.include_deleted => {}
-                Ok(row) => out.push(view.post(post_value(c, &ctx.api_url, &row, view.viewer)?)),
+                Ok(row) => out.push(view.render(c, &ctx.api_url, &row)?),
                 Err(e) if e.status == 404 => {}
                 Err(e) => return Err(e),
             }
@@ -454,9 +498,9 @@ pub fn revise(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         store::revise(tx, &row, &content, nsfw, now())?;
         let row = store::by_id(tx, id)?.ok_or_else(ApiError::internal)?;
         emit_post(tx, &ctx.api_url, &row, Some(("revision", json!(row.revision))))?;
-        post_value(tx, &ctx.api_url, &row, Some(uid))
+        view.render(tx, &ctx.api_url, &row)
     })?;
-    Ok(Resp::data(201, view.post(v)))
+    Ok(Resp::data(201, v))
 }
 
 pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
@@ -480,9 +524,9 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
             }
         }
         let row = store::by_id(tx, id)?.ok_or_else(ApiError::internal)?;
-        post_value(tx, &ctx.api_url, &row, Some(uid))
+        view.render(tx, &ctx.api_url, &row)
     })?;
-    Ok(Resp::ok(view.post(v)))
+    Ok(Resp::ok(v))
 }
 
 pub fn repost(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
@@ -520,9 +564,9 @@ pub fn repost(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
             let rp = store::by_id(tx, rid)?.ok_or_else(ApiError::internal)?;
             emit_post(tx, &ctx.api_url, &rp, None)?;
         }
-        Ok((created, post_value(tx, &ctx.api_url, &target, Some(uid))?))
+        Ok((created, view.render(tx, &ctx.api_url, &target)?))
     })?;
-    Ok(Resp::data(if created { 201 } else { 200 }, view.post(v)))
+    Ok(Resp::data(if created { 201 } else { 200 }, v))
 }
 
 pub fn unrepost(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
@@ -538,18 +582,17 @@ pub fn unrepost(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
             emit_post(tx, &ctx.api_url, &rp, Some(("is_deleted", json!(true))))?;
         }
         let orig = store::by_id(tx, original)?.ok_or_else(ApiError::internal)?;
-        post_value(tx, &ctx.api_url, &orig, Some(uid))
+        view.render(tx, &ctx.api_url, &orig)
     })?;
-    Ok(Resp::ok(view.post(v)))
+    Ok(Resp::ok(v))
 }
 
 /// Writes the `bookmark` event `{user, post}`.
 fn emit_bookmark(tx: &mut Tx, api_url: &str, uid: i64, post: &PostRow, deleted: bool) -> ApiResult<()> {
     let user = users::by_id(tx, uid)?.ok_or_else(ApiError::internal)?;
-    let data = json!({
-        "user": user_value(tx, api_url, &user, None)?,
-        "post": post_value(tx, api_url, post, None)?,
-    });
+    let mut pv = post_value(tx, api_url, post, None)?;
+    add_actors(tx, api_url, &mut pv, post, true, true)?;
+    let data = json!({"user": user_value(tx, api_url, &user, None)?, "post": pv});
     let suppress: Vec<Value> = store::muted_or_blocked_by(tx, &[post.user_id], uid)?
         .into_iter()
         .map(|i| json!(i.to_string()))
@@ -582,9 +625,9 @@ pub fn bookmark(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         if store::bookmark(tx, uid, post.id, note.as_deref(), now())? {
             emit_bookmark(tx, &ctx.api_url, uid, &post, false)?;
         }
-        post_value(tx, &ctx.api_url, &post, Some(uid))
+        view.render(tx, &ctx.api_url, &post)
     })?;
-    Ok(Resp::ok(view.post(v)))
+    Ok(Resp::ok(v))
 }
 
 pub fn unbookmark(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
@@ -600,9 +643,9 @@ pub fn unbookmark(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         if store::unbookmark(tx, uid, post.id)? {
             emit_bookmark(tx, &ctx.api_url, uid, &post, true)?;
         }
-        post_value(tx, &ctx.api_url, &post, Some(uid))
+        view.render(tx, &ctx.api_url, &post)
     })?;
-    Ok(Resp::ok(view.post(v)))
+    Ok(Resp::ok(v))
 }
 
 /// Renders a page of posts with `pagination_id` and the page meta.
@@ -618,7 +661,7 @@ fn post_list(
         let mut out = Vec::new();
         for it in &page.items {
             let Some(row) = store::by_id(c, it.oid)? else { continue };
-            let mut v = view.post(post_value(c, &ctx.api_url, &row, view.viewer)?);
+            let mut v = view.render(c, &ctx.api_url, &row)?;
             v["pagination_id"] = json!(it.pid.to_string());
             out.push(v);
         }
@@ -675,9 +718,9 @@ pub fn revisions(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         let mut out = Vec::new();
         for (rev, content, nsfw) in store::revisions(c, id)? {
             let old = PostRow { content, is_nsfw: nsfw, revision: 0, ..row.clone() };
-            let mut v = post_value(c, &ctx.api_url, &old, view.viewer)?;
+            let mut v = view.render(c, &ctx.api_url, &old)?;
             v["revision"] = json!(rev);
-            out.push(view.post(v));
+            out.push(v);
         }
         Ok(out)
     })?;
@@ -711,7 +754,7 @@ pub fn user_bookmarks(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         let mut out = Vec::new();
         for it in &page.items {
             let Some(row) = store::by_id(c, it.oid)? else { continue };
-            let mut v = view.post(post_value(c, &ctx.api_url, &row, Some(me))?);
+            let mut v = view.render(c, &ctx.api_url, &row)?;
             v["pagination_id"] = json!(it.pid.to_string());
             if let (true, Some(n)) = (uid == me, &it.extra) {
                 v["note"] = json!(n);
