@@ -256,6 +256,9 @@ fn revise_delete_and_revisions() {
         "same links, mentions and tags",
     );
     assert_error(&f.s.json("PUT", "/v1/posts/2", Some(&f.alice), json!({"text": ""})), 400, "text");
+    let unchanged = f.get("/v1/posts/2", None)["data"].clone();
+    assert_eq!(unchanged["content"]["text"], "x #a");
+    assert!(unchanged.get("is_revised").is_none());
     assert_error(&f.del("/v1/posts/2", &f.bob), 403, "author");
     assert_error(&f.del("/v1/posts/99", &f.alice), 404, "Post not found");
 
@@ -566,6 +569,9 @@ fn streams_lists_and_pagination() {
     assert_eq!(ids(&f.get("/v1/posts/tag/SPOUT_TEST?before_id=3", None)["data"]), ["2", "1"]);
     let th = f.get("/v1/posts/6/thread", None);
     assert_eq!(ids(&th["data"]), ["6", "5"]);
+    let th = f.get("/v1/posts/5/thread?include_user=0", None);
+    assert_eq!(th["data"][1]["user_id"], "1");
+    assert!(th["data"][1].get("user").is_none());
     assert_eq!(f.get("/v1/posts/5", None)["data"]["counts"]["threads"], 1);
     assert_error(&f.s.get("/v1/posts/99/thread", None), 404, "Post not found");
 
