@@ -19,7 +19,20 @@ pub fn user_value(c: &Connection, api_url: &str, u: &UserRow, viewer: Option<i64
         users::by_username(c, name).ok().flatten().map(|m| (m.id, m.username))
     });
     let counts = users::counts(c, u.id)?;
-    let rel = viewer.map(|v| Relation { you_can_follow: v != u.id, ..Relation::default() });
+    let rel = match viewer {
+        Some(v) if v != u.id => {
+            let r = crate::storage::posts::relation(c, v, u.id)?;
+            Some(Relation {
+                follows_you: r.follows_you,
+                you_follow: r.you_follow,
+                you_muted: r.you_muted,
+                you_blocked: r.you_blocked,
+                you_can_follow: !r.you_blocked && !r.blocked_you,
+            })
+        }
+        Some(_) => Some(Relation::default()),
+        None => None,
+    };
     let mut v = model::user(u, content, counts, api_url, rel);
     if viewer == Some(u.id) {
         v["content"]["markdown_text"] = json!(u.description);

@@ -1,1 +1,599 @@
-//! Posts, reposts, revisions, bookmarks, follows, mutes, blocks, presence.
+//! Posts, reposts, revisions, mentions, tags, bookmarks, the social graph
+//! (follows, mutes, blocks), presence, and the paged list queries on them.
+//! Rendering and the rules live in `api::posts`; only SQL is here.
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use serde_json::Value;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub app_id: i64,
+    pub created_at: i64,
+    pub thread_id: i64,
+    pub reply_to: Option<i64>,
+    pub repost_of: Option<i64>,
+    pub content: Value,
+    pub is_nsfw: bool,
+    pub raw: Value,
+    pub revision: i64,
+    pub is_deleted: bool,
+}
+
+const COLS: &str =
+    "id, user_id, app_id, created_at, thread_id, reply_to, repost_of, content, is_nsfw, raw, revision, is_deleted";
+
+fn json_col(r: &Row, i: usize) -> rusqlite::Result<Value> {
+    let s: String = r.get(i)?;
+    Ok(serde_json::from_str(&s).unwrap_or_else(|_| Value::Object(Default::default())))
+}
+
+fn from_row(r: &Row) -> rusqlite::Result<PostRow> {
+    Ok(PostRow {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        app_id: r.get(2)?,
+        created_at: r.get(3)?,
+        thread_id: r.get(4)?,
+        reply_to: r.get(5)?,
+        repost_of: r.get(6)?,
+        content: json_col(r, 7)?,
+        is_nsfw: r.get(8)?,
+        raw: json_col(r, 9)?,
+        revision: r.get(10)?,
+        is_deleted: r.get(11)?,
+    })
+}
+
+pub fn by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<PostRow>> {
+    c.query_row(&format!("SELECT {COLS} FROM posts WHERE id = ?1"), [id], from_row).optional()
+}
+
+/// What a new post or repost is made of.
+pub struct NewPost<'a> {
+    pub user_id: i64,
+    pub app_id: i64,
+    pub created_at: i64,
+    /// The parent's thread (None: the post starts its own thread).
+    pub thread_id: Option<i64>,
+    pub reply_to: Option<i64>,
+    pub repost_of: Option<i64>,
+    pub content: &'a Value,
+    pub is_nsfw: bool,
+    pub raw: &'a Value,
+}
+
+/// Inserts a post; a root post's thread is its own id.
+pub fn insert(c: &Connection, p: &NewPost) -> rusqlite::Result<i64> {
+    c.execute(
+        "INSERT INTO posts (user_id, app_id, created_at, thread_id, reply_to, repost_of, content, is_nsfw, raw)
+         VALUES (?1, ?2, ?3, COALESCE(?4, 0), ?5, ?6, ?7, ?8, ?9)",
+        params![
+            p.user_id,
+            p.app_id,
+            p.created_at,
+            p.thread_id,
+            p.reply_to,
+            p.repost_of,
+            p.content.to_string(),
+            p.is_nsfw,
+            p.raw.to_string()
+        ],
+    )?;
+    let id = c.last_insert_rowid();
+    if p.thread_id.is_none() {
+        c.execute("UPDATE posts SET thread_id = id WHERE id = ?1", [id])?;
+    }
+    Ok(id)
+}
+
+pub fn set_mentions(c: &Connection, post_id: i64, users: &[i64]) -> rusqlite::Result<()> {
+    for u in users {
+        c.execute("INSERT OR IGNORE INTO post_mentions (post_id, user_id) VALUES (?1, ?2)", [post_id, *u])?;
+    }
+    Ok(())
+}
+
+pub fn set_tags(c: &Connection, post_id: i64, tags: &[String]) -> rusqlite::Result<()> {
+    for t in tags {
+        c.execute("INSERT OR IGNORE INTO post_tags (tag, post_id) VALUES (?1, ?2)", params![t, post_id])?;
+    }
+    Ok(())
+}
+
+pub fn mentioned_users(c: &Connection, post_id: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut st = c.prepare("SELECT user_id FROM post_mentions WHERE post_id = ?1 ORDER BY user_id")?;
+    let rows = st.query_map([post_id], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Keeps the current version as revision `p.revision` and writes the new one.
+pub fn revise(c: &Connection, p: &PostRow, content: &Value, is_nsfw: bool, now: i64) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO post_revisions (post_id, revision, content, is_nsfw, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![p.id, p.revision, p.content.to_string(), p.is_nsfw, now],
+    )?;
+    c.execute(
+        "UPDATE posts SET content = ?1, is_nsfw = ?2, revision = revision + 1 WHERE id = ?3",
+        params![content.to_string(), is_nsfw, p.id],
+    )?;
+    Ok(())
+}
+
+/// Earlier versions, newest first: (revision, content, is_nsfw).
+pub fn revisions(c: &Connection, post_id: i64) -> rusqlite::Result<Vec<(i64, Value, bool)>> {
+    let mut st = c.prepare(
+        "SELECT revision, content, is_nsfw FROM post_revisions WHERE post_id = ?1 ORDER BY revision DESC",
+    )?;
+    let rows = st.query_map([post_id], |r| Ok((r.get(0)?, json_col(r, 1)?, r.get(2)?)))?;
+    rows.collect()
+}
+
+pub fn mark_deleted(c: &Connection, id: i64) -> rusqlite::Result<()> {
+    c.execute("UPDATE posts SET is_deleted = 1 WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Live reposts of a post.
+pub fn live_reposts_of(c: &Connection, id: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut st = c.prepare("SELECT id FROM posts WHERE repost_of = ?1 AND is_deleted = 0 ORDER BY id")?;
+    let rows = st.query_map([id], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// `user`'s live repost of `original`, if any.
+pub fn live_repost_by(c: &Connection, original: i64, user: i64) -> rusqlite::Result<Option<i64>> {
+    c.query_row(
+        "SELECT id FROM posts WHERE repost_of = ?1 AND user_id = ?2 AND is_deleted = 0",
+        [original, user],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// `counts` of a post: bookmarks, replies, reposts, threads (live posts in
+/// its thread below it; non-zero only for a thread's root).
+pub fn counts(c: &Connection, id: i64) -> rusqlite::Result<[i64; 4]> {
+    c.query_row(
+        "SELECT (SELECT COUNT(*) FROM bookmarks WHERE post_id = ?1),
+                (SELECT COUNT(*) FROM posts WHERE reply_to = ?1 AND is_deleted = 0),
+                (SELECT COUNT(*) FROM posts WHERE repost_of = ?1 AND is_deleted = 0),
+                (SELECT COUNT(*) FROM posts WHERE thread_id = ?1 AND id != ?1 AND is_deleted = 0)",
+        [id],
+        |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
+    )
+}
+
+/// (you_bookmarked, you_reposted) for `viewer` on post `id`.
+pub fn viewer_flags(c: &Connection, id: i64, viewer: i64) -> rusqlite::Result<(bool, bool)> {
+    c.query_row(
+        "SELECT EXISTS(SELECT 1 FROM bookmarks WHERE post_id = ?1 AND user_id = ?2),
+                EXISTS(SELECT 1 FROM posts WHERE repost_of = ?1 AND user_id = ?2 AND is_deleted = 0)",
+        [id, viewer],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// The newest `limit` users who bookmarked a post.
+pub fn bookmarkers(c: &Connection, post: i64, limit: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut st = c.prepare("SELECT user_id FROM bookmarks WHERE post_id = ?1 ORDER BY id DESC LIMIT ?2")?;
+    let rows = st.query_map([post, limit], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// The newest `limit` users with a live repost of a post.
+pub fn reposters(c: &Connection, post: i64, limit: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut st = c.prepare(
+        "SELECT user_id FROM posts WHERE repost_of = ?1 AND is_deleted = 0 ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = st.query_map([post, limit], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Adds a bookmark; false if it was there already.
+pub fn bookmark(
+    c: &Connection,
+    user: i64,
+    post: i64,
+    note: Option<&str>,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let n = c.execute(
+        "INSERT OR IGNORE INTO bookmarks (user_id, post_id, note, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![user, post, note, now],
+    )?;
+    Ok(n > 0)
+}
+
+/// Removes a bookmark; false if there was none.
+pub fn unbookmark(c: &Connection, user: i64, post: i64) -> rusqlite::Result<bool> {
+    Ok(c.execute("DELETE FROM bookmarks WHERE user_id = ?1 AND post_id = ?2", [user, post])? > 0)
+}
+
+/// The three relations between users.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edge {
+    Follow,
+    Mute,
+    Block,
+}
+
+impl Edge {
+    /// (table, from column, to column)
+    fn cols(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Edge::Follow => ("follows", "follower_id", "followed_id"),
+            Edge::Mute => ("mutes", "user_id", "muted_id"),
+            Edge::Block => ("blocks", "user_id", "blocked_id"),
+        }
+    }
+}
+
+/// Adds `from → to`; false if it was there already.
+pub fn link(c: &Connection, e: Edge, from: i64, to: i64, now: i64) -> rusqlite::Result<bool> {
+    let (t, a, b) = e.cols();
+    let n = c.execute(
+        &format!("INSERT OR IGNORE INTO {t} ({a}, {b}, created_at) VALUES (?1, ?2, ?3)"),
+        params![from, to, now],
+    )?;
+    Ok(n > 0)
+}
+
+/// Removes `from → to`; false if there was none.
+pub fn unlink(c: &Connection, e: Edge, from: i64, to: i64) -> rusqlite::Result<bool> {
+    let (t, a, b) = e.cols();
+    Ok(c.execute(&format!("DELETE FROM {t} WHERE {a} = ?1 AND {b} = ?2"), [from, to])? > 0)
+}
+
+pub fn has(c: &Connection, e: Edge, from: i64, to: i64) -> rusqlite::Result<bool> {
+    let (t, a, b) = e.cols();
+    c.query_row(&format!("SELECT EXISTS(SELECT 1 FROM {t} WHERE {a} = ?1 AND {b} = ?2)"), [from, to], |r| {
+        r.get(0)
+    })
+}
+
+/// How `viewer` and `target` relate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rel {
+    pub you_follow: bool,
+    pub follows_you: bool,
+    pub you_muted: bool,
+    pub you_blocked: bool,
+    pub blocked_you: bool,
+}
+
+pub fn relation(c: &Connection, viewer: i64, target: i64) -> rusqlite::Result<Rel> {
+    c.query_row(
+        "SELECT EXISTS(SELECT 1 FROM follows WHERE follower_id = ?1 AND followed_id = ?2),
+                EXISTS(SELECT 1 FROM follows WHERE follower_id = ?2 AND followed_id = ?1),
+                EXISTS(SELECT 1 FROM mutes WHERE user_id = ?1 AND muted_id = ?2),
+                EXISTS(SELECT 1 FROM blocks WHERE user_id = ?1 AND blocked_id = ?2),
+                EXISTS(SELECT 1 FROM blocks WHERE user_id = ?2 AND blocked_id = ?1)",
+        [viewer, target],
+        |r| {
+            Ok(Rel {
+                you_follow: r.get(0)?,
+                follows_you: r.get(1)?,
+                you_muted: r.get(2)?,
+                you_blocked: r.get(3)?,
+                blocked_you: r.get(4)?,
+            })
+        },
+    )
+}
+
+/// Of `users`, those who muted or blocked `actor` (sorted, no repeats).
+pub fn muted_or_blocked_by(c: &Connection, users: &[i64], actor: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut out = Vec::new();
+    for u in users {
+        let hit: bool = c.query_row(
+            "SELECT EXISTS(SELECT 1 FROM mutes WHERE user_id = ?1 AND muted_id = ?2)
+                 OR EXISTS(SELECT 1 FROM blocks WHERE user_id = ?1 AND blocked_id = ?2)",
+            [*u, actor],
+            |r| r.get(0),
+        )?;
+        if hit && *u != actor {
+            out.push(*u);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Numbers for a user's `counts`: (posts, followers, following, bookmarks).
+pub fn user_counts(c: &Connection, id: i64) -> rusqlite::Result<[i64; 4]> {
+    c.query_row(
+        "SELECT (SELECT COUNT(*) FROM posts WHERE user_id = ?1 AND is_deleted = 0),
+                (SELECT COUNT(*) FROM follows WHERE followed_id = ?1),
+                (SELECT COUNT(*) FROM follows WHERE follower_id = ?1),
+                (SELECT COUNT(*) FROM bookmarks WHERE user_id = ?1)",
+        [id],
+        |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
+    )
+}
+
+/// A page request (pnut's `before_id`, `since_id`, `count`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageReq {
+    pub before_id: Option<i64>,
+    pub since_id: Option<i64>,
+    /// Non-zero, |count| <= 200; negative takes the oldest of the window.
+    pub count: i64,
+}
+
+/// One listed item: its pagination id, the object id and an extra text
+/// (the bookmark note).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    pub pid: i64,
+    pub oid: i64,
+    pub extra: Option<String>,
+}
+
+/// A page, newest first, and whether the window holds more.
+pub struct Page {
+    pub items: Vec<Item>,
+    pub more: bool,
+}
+
+/// Runs `inner` (a SELECT of `pid, oid, extra`) through the page window.
+fn paged(c: &Connection, inner: &str, mut args: Vec<Sql>, p: &PageReq) -> rusqlite::Result<Page> {
+    let n = p.count.unsigned_abs() as i64;
+    let order = if p.count < 0 { "ASC" } else { "DESC" };
+    let sql = format!(
+        "SELECT pid, oid, extra FROM ({inner}) WHERE pid > ? AND pid < ? ORDER BY pid {order} LIMIT ?"
+    );
+    args.push(Sql::Integer(p.since_id.unwrap_or(0)));
+    args.push(Sql::Integer(p.before_id.unwrap_or(i64::MAX)));
+    args.push(Sql::Integer(n + 1));
+    let mut st = c.prepare(&sql)?;
+    let rows = st.query_map(params_from_iter(args), |r| {
+        Ok(Item { pid: r.get(0)?, oid: r.get(1)?, extra: r.get(2)? })
+    })?;
+    let mut items: Vec<Item> = rows.collect::<rusqlite::Result<_>>()?;
+    let more = items.len() as i64 > n;
+    items.truncate(n as usize);
+    if p.count < 0 {
+        items.reverse();
+    }
+    Ok(Page { items, more })
+}
+
+/// The post lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PostList {
+    /// Everyone's posts (human users).
+    Global,
+    /// One user's posts and reposts.
+    ByUser(i64),
+    /// Posts mentioning the user.
+    Mentions(i64),
+    /// The user's and followed users' posts.
+    Personal(i64),
+    /// Personal plus mentions of the user.
+    Unified(i64),
+    /// Posts with this (normalised) tag.
+    Tag(String),
+    /// Posts in this thread.
+    Thread(i64),
+}
+
+/// Which posts a list leaves out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hide {
+    /// Posts by users this viewer blocked or was blocked by, and (unless
+    /// `include_muted`) muted.
+    pub for_viewer: Option<i64>,
+    pub include_muted: bool,
+    pub include_deleted: bool,
+}
+
+/// A page of post ids. Deleted reposts never show.
+pub fn post_page(c: &Connection, list: &PostList, hide: Hide, p: &PageReq) -> rusqlite::Result<Page> {
+    let include_deleted = hide.include_deleted;
+    let mut args: Vec<Sql> = Vec::new();
+    let mut cond = String::from("NOT (p.repost_of IS NOT NULL AND p.is_deleted = 1)");
+    if !include_deleted {
+        cond.push_str(" AND p.is_deleted = 0");
+    }
+    let which = match list {
+        PostList::Global => "p.user_id IN (SELECT id FROM users WHERE type = 'human')".to_string(),
+        PostList::ByUser(u) => {
+            args.push(Sql::Integer(*u));
+            "p.user_id = ?".into()
+        }
+        PostList::Mentions(u) => {
+            args.push(Sql::Integer(*u));
+            "p.id IN (SELECT post_id FROM post_mentions WHERE user_id = ?)".into()
+        }
+        PostList::Personal(u) => {
+            args.extend([Sql::Integer(*u), Sql::Integer(*u)]);
+            "(p.user_id = ? OR p.user_id IN (SELECT followed_id FROM follows WHERE follower_id = ?))".into()
+        }
+        PostList::Unified(u) => {
+            args.extend([Sql::Integer(*u), Sql::Integer(*u), Sql::Integer(*u)]);
+            "(p.user_id = ? OR p.user_id IN (SELECT followed_id FROM follows WHERE follower_id = ?)
+              OR p.id IN (SELECT post_id FROM post_mentions WHERE user_id = ?))"
+                .into()
+        }
+        PostList::Tag(t) => {
+            args.push(Sql::Text(t.clone()));
+            "p.id IN (SELECT post_id FROM post_tags WHERE tag = ?)".into()
+        }
+        PostList::Thread(t) => {
+            args.push(Sql::Integer(*t));
+            "p.thread_id = ?".into()
+        }
+    };
+    cond.push_str(" AND ");
+    cond.push_str(&which);
+    if let Some(v) = hide.for_viewer {
+        args.extend([Sql::Integer(v), Sql::Integer(v)]);
+        cond.push_str(
+            " AND p.user_id NOT IN (SELECT blocked_id FROM blocks WHERE user_id = ?)
+              AND p.user_id NOT IN (SELECT user_id FROM blocks WHERE blocked_id = ?)",
+        );
+        if !hide.include_muted {
+            args.push(Sql::Integer(v));
+            cond.push_str(" AND p.user_id NOT IN (SELECT muted_id FROM mutes WHERE user_id = ?)");
+        }
+    }
+    let inner = format!("SELECT p.id AS pid, p.id AS oid, NULL AS extra FROM posts p WHERE {cond}");
+    paged(c, &inner, args, p)
+}
+
+/// A user's bookmarks, paged by bookmark id; `extra` is the note.
+pub fn bookmark_page(
+    c: &Connection,
+    user: i64,
+    include_deleted: bool,
+    p: &PageReq,
+) -> rusqlite::Result<Page> {
+    let del = if include_deleted { "" } else { " AND p.is_deleted = 0" };
+    let inner = format!(
+        "SELECT b.id AS pid, b.post_id AS oid, b.note AS extra FROM bookmarks b JOIN posts p ON p.id = b.post_id
+         WHERE b.user_id = ?{del}"
+    );
+    paged(c, &inner, vec![Sql::Integer(user)], p)
+}
+
+/// The user lists on the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserList {
+    Following(i64),
+    Followers(i64),
+    Muted(i64),
+    Blocked(i64),
+}
+
+/// A page of user ids, paged by the relation's id (newest relation first).
+pub fn user_page(c: &Connection, list: UserList, p: &PageReq) -> rusqlite::Result<Page> {
+    let (inner, u) = match list {
+        UserList::Following(u) => {
+            ("SELECT id AS pid, followed_id AS oid, NULL AS extra FROM follows WHERE follower_id = ?", u)
+        }
+        UserList::Followers(u) => {
+            ("SELECT id AS pid, follower_id AS oid, NULL AS extra FROM follows WHERE followed_id = ?", u)
+        }
+        UserList::Muted(u) => {
+            ("SELECT id AS pid, muted_id AS oid, NULL AS extra FROM mutes WHERE user_id = ?", u)
+        }
+        UserList::Blocked(u) => {
+            ("SELECT id AS pid, blocked_id AS oid, NULL AS extra FROM blocks WHERE user_id = ?", u)
+        }
+    };
+    paged(c, inner, vec![Sql::Integer(u)], p)
+}
+
+/// A stored presence: (presence or None for offline, expires_at, last_seen_at).
+pub type PresenceRow = (Option<String>, i64, i64);
+
+/// Sets (Some) or clears (None) a user's presence.
+pub fn set_presence(
+    c: &Connection,
+    user: i64,
+    presence: Option<&str>,
+    expires_at: i64,
+    now: i64,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO presence (user_id, presence, expires_at, last_seen_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(user_id) DO UPDATE SET presence = ?2, expires_at = ?3, last_seen_at = ?4",
+        params![user, presence, expires_at, now],
+    )?;
+    Ok(())
+}
+
+pub fn presence_of(c: &Connection, user: i64) -> rusqlite::Result<Option<PresenceRow>> {
+    c.query_row("SELECT presence, expires_at, last_seen_at FROM presence WHERE user_id = ?1", [user], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
+    .optional()
+}
+
+/// Users whose presence is set and not expired at `now`, most recent first.
+pub fn online(c: &Connection, now: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut st = c.prepare(
+        "SELECT user_id FROM presence WHERE presence IS NOT NULL AND expires_at > ?1
+         ORDER BY last_seen_at DESC, user_id DESC",
+    )?;
+    let rows = st.query_map([now], |r| r.get(0))?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::storage::migrations::migrate(&mut c).unwrap();
+        c.execute_batch(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (1, 'a', '!', 0), (2, 'b', '!', 0);
+             INSERT INTO apps (id, client_id, secret_hash, name, created_at) VALUES (1, 'c', x'00', 'app', 0);",
+        )
+        .unwrap();
+        c
+    }
+
+    fn post(c: &Connection, user: i64) -> i64 {
+        let v = serde_json::json!({});
+        insert(
+            c,
+            &NewPost {
+                user_id: user,
+                app_id: 1,
+                created_at: 0,
+                thread_id: None,
+                reply_to: None,
+                repost_of: None,
+                content: &v,
+                is_nsfw: false,
+                raw: &v,
+            },
+        )
+        .unwrap()
+    }
+
+    fn ids(p: &Page) -> Vec<i64> {
+        p.items.iter().map(|i| i.oid).collect()
+    }
+
+    #[test]
+    fn paging_windows_and_order() {
+        let c = db();
+        for _ in 0..5 {
+            post(&c, 1);
+        }
+        let pr = |before, since, count| PageReq { before_id: before, since_id: since, count };
+        let all = Hide { include_deleted: true, ..Hide::default() };
+        let g = |p| post_page(&c, &PostList::Global, all, &p).unwrap();
+        let p = g(pr(None, None, 2));
+        assert_eq!((ids(&p), p.more), (vec![5, 4], true));
+        let p = g(pr(Some(4), None, 20));
+        assert_eq!((ids(&p), p.more), (vec![3, 2, 1], false));
+        let p = g(pr(None, Some(1), -2));
+        assert_eq!((ids(&p), p.more), (vec![3, 2], true));
+        let p = g(pr(Some(5), Some(2), 20));
+        assert_eq!(ids(&p), vec![4, 3]);
+        let p = g(pr(None, Some(5), 20));
+        assert_eq!((ids(&p), p.more), (vec![], false));
+    }
+
+    #[test]
+    fn graph_edges_and_relation() {
+        let c = db();
+        assert!(link(&c, Edge::Follow, 1, 2, 0).unwrap());
+        assert!(!link(&c, Edge::Follow, 1, 2, 0).unwrap());
+        assert!(link(&c, Edge::Mute, 2, 1, 0).unwrap());
+        let r = relation(&c, 1, 2).unwrap();
+        assert!(r.you_follow && !r.follows_you && !r.you_muted);
+        assert_eq!(muted_or_blocked_by(&c, &[2, 2, 1], 1).unwrap(), vec![2]);
+        assert!(unlink(&c, Edge::Follow, 1, 2).unwrap());
+        assert!(!unlink(&c, Edge::Follow, 1, 2).unwrap());
+        assert_eq!(user_counts(&c, 2).unwrap(), [0, 0, 0, 0]);
+    }
+}

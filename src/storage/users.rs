@@ -115,12 +115,13 @@ pub fn save_profile(c: &Connection, u: &UserRow) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Numbers for `counts`: posts, followers, following, bookmarks, clients.
-/// Tables for posts and the graph arrive with later migrations.
+/// Numbers for `counts`: posts (live, reposts included), followers,
+/// following, bookmarks, clients (authorized apps).
 pub fn counts(c: &Connection, id: i64) -> rusqlite::Result<Value> {
     let clients: i64 =
         c.query_row("SELECT COUNT(*) FROM authorizations WHERE user_id = ?1", [id], |r| r.get(0))?;
+    let [posts, followers, following, bookmarks] = super::posts::user_counts(c, id)?;
     Ok(serde_json::json!({
-        "bookmarks": 0, "clients": clients, "followers": 0, "following": 0, "posts": 0
+        "bookmarks": bookmarks, "clients": clients, "followers": followers, "following": following, "posts": posts
     }))
 }
