@@ -147,7 +147,7 @@ fn create_post_shape_event_and_bad_input() {
 
     // The event: one-element list, full post with raw (asked for), exact meta keys.
     let ev = expect(&mut ws, "post", "1");
-    assert_eq!(keys(&ev["meta"]), ["id", "suppress_notifications", "timestamp", "type"]);
+    assert_eq!(keys(&ev["meta"]), ["id", "position", "suppress_notifications", "timestamp", "type"]);
     assert_eq!(ev["meta"]["suppress_notifications"], json!([]));
     assert_eq!(ev["data"].as_array().unwrap().len(), 1);
     let d = &ev["data"][0];
@@ -238,7 +238,10 @@ fn revise_delete_and_revisions() {
     assert_eq!(p["is_nsfw"], true);
     assert!(p.get("revision").is_none());
     let ev = expect(&mut ws, "post", "1");
-    assert_eq!(keys(&ev["meta"]), ["id", "revision", "suppress_notifications", "timestamp", "type"]);
+    assert_eq!(
+        keys(&ev["meta"]),
+        ["id", "position", "revision", "suppress_notifications", "timestamp", "type"]
+    );
     assert_eq!(ev["meta"]["revision"], 1);
     assert_eq!(ev["data"][0]["is_revised"], true);
     let revs = f.get("/v1/posts/1/revisions", None)["data"].clone();
@@ -267,7 +270,10 @@ fn revise_delete_and_revisions() {
     assert_eq!(d.body["data"]["is_deleted"], true);
     assert!(d.body["data"].get("content").is_none());
     let ev = expect(&mut ws, "post", "2");
-    assert_eq!(keys(&ev["meta"]), ["id", "is_deleted", "suppress_notifications", "timestamp", "type"]);
+    assert_eq!(
+        keys(&ev["meta"]),
+        ["id", "is_deleted", "position", "suppress_notifications", "timestamp", "type"]
+    );
     assert_eq!(ev["meta"]["is_deleted"], true);
     assert_eq!(ev["data"][0]["is_deleted"], true);
     assert!(ev["data"][0].get("content").is_none());
@@ -406,7 +412,7 @@ fn follow_mute_block_flags_lists_and_events() {
     );
     assert_eq!(b["counts"]["followers"], 1);
     let ev = expect(&mut ws, "follow", "2");
-    assert_eq!(keys(&ev["meta"]), ["id", "timestamp", "type"]);
+    assert_eq!(keys(&ev["meta"]), ["id", "position", "timestamp", "type"]);
     assert_eq!(keys(&ev["data"]), ["followed_user", "user"]);
     assert_eq!(ev["data"]["user"]["username"], "alice");
     assert_eq!(ev["data"]["followed_user"]["username"], "bob");
@@ -450,7 +456,7 @@ fn follow_mute_block_flags_lists_and_events() {
     let r = f.del("/v1/users/@bob/mute", &f.alice);
     assert_eq!(r.body["data"]["you_muted"], false);
     let ev = expect(&mut ws, "mute", "2");
-    assert_eq!(keys(&ev["meta"]), ["id", "is_deleted", "timestamp", "type"]);
+    assert_eq!(keys(&ev["meta"]), ["id", "is_deleted", "position", "timestamp", "type"]);
 
     // Block removes follows both ways, each with its unfollow event.
     assert_eq!(f.put("/v1/users/@alice/follow", &f.bob).status, 200);
@@ -614,7 +620,7 @@ fn presence_set_list_and_event() {
     assert_eq!((p["id"].as_str(), p["presence"].as_str()), (Some("1"), Some("writing code")));
     assert!(p["avatar_image"].as_str().unwrap().ends_with("/v1/users/1/avatar"));
     let ev = expect(&mut ws, "user_presence", "1");
-    assert_eq!(keys(&ev["meta"]), ["id", "timestamp", "type"]);
+    assert_eq!(keys(&ev["meta"]), ["id", "position", "timestamp", "type"]);
     assert_eq!(ev["data"], json!([p]));
 
     // pnutpy's call: JSON body on /users/{id}/presence; missing → "online".
