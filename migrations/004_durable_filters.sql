@@ -22,3 +22,8 @@ ALTER TABLE streams ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;
 UPDATE streams SET cursor = (SELECT COALESCE(MAX(seq), 0) FROM events);
 
 CREATE INDEX events_by_time ON events(created_at);
+
+-- Indexes for counts computed on every post render (found with the
+-- benchmark's ingest scenario: a full scan of posts per render).
+CREATE INDEX posts_by_repost ON posts(repost_of) WHERE repost_of IS NOT NULL;
+CREATE INDEX posts_live_by_user ON posts(user_id, is_deleted);

@@ -1,5 +1,6 @@
 //! Apps (clients), authorizations and tokens.
 
+use super::Cached;
 use crate::util::{ct_eq, new_secret, now, sha256};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -51,7 +52,7 @@ pub fn create_app(c: &Connection, name: &str) -> rusqlite::Result<(App, String)>
     // 24 random bytes → 32 URL-safe characters, the shape of pnut client ids.
     let client_id = crate::util::base64url(&crate::util::random_bytes(24));
     let secret = new_secret();
-    c.execute(
+    c.qexec(
         "INSERT INTO apps (client_id, secret_hash, name, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![client_id, sha256(&secret), name, now()],
     )?;
@@ -60,8 +61,7 @@ pub fn create_app(c: &Connection, name: &str) -> rusqlite::Result<(App, String)>
 }
 
 pub fn app_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<App>> {
-    c.query_row(&format!("SELECT {APP_COLS} FROM apps a WHERE a.id = ?1"), [id], |r| app_from(r, 0))
-        .optional()
+    c.qrow(&format!("SELECT {APP_COLS} FROM apps a WHERE a.id = ?1"), [id], |r| app_from(r, 0)).optional()
 }
 
 pub fn list_apps(c: &Connection) -> rusqlite::Result<Vec<App>> {
@@ -85,16 +85,14 @@ pub fn app_with_secret(c: &Connection, client_id: &str, secret: &str) -> rusqlit
 }
 
 pub fn app_by_client_id(c: &Connection, client_id: &str) -> rusqlite::Result<Option<App>> {
-    c.query_row(&format!("SELECT {APP_COLS} FROM apps a WHERE a.client_id = ?1"), [client_id], |r| {
-        app_from(r, 0)
-    })
-    .optional()
+    c.qrow(&format!("SELECT {APP_COLS} FROM apps a WHERE a.client_id = ?1"), [client_id], |r| app_from(r, 0))
+        .optional()
 }
 
 /// Mints an app token; returns (token id, token).
 pub fn create_app_token(c: &Connection, app_id: i64) -> rusqlite::Result<(i64, String)> {
     let token = new_secret();
-    c.execute(
+    c.qexec(
         "INSERT INTO tokens (hash, app_id, authorization_id, created_at) VALUES (?1, ?2, NULL, ?3)",
         params![sha256(&token), app_id, now()],
     )?;
@@ -123,12 +121,12 @@ pub fn grant(c: &Connection, app_id: i64, user_id: i64, scopes: &[String]) -> ru
     let (auth_id, changed) = match existing {
         Some((id, old)) => {
             if old != joined {
-                c.execute("UPDATE authorizations SET scopes = ?1 WHERE id = ?2", params![joined, id])?;
+                c.qexec("UPDATE authorizations SET scopes = ?1 WHERE id = ?2", params![joined, id])?;
             }
             (id, old != joined)
         }
         None => {
-            c.execute(
+            c.qexec(
                 "INSERT INTO authorizations (app_id, user_id, scopes, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![app_id, user_id, joined, now()],
             )?;
@@ -136,7 +134,7 @@ pub fn grant(c: &Connection, app_id: i64, user_id: i64, scopes: &[String]) -> ru
         }
     };
     let token = new_secret();
-    c.execute(
+    c.qexec(
         "INSERT INTO tokens (hash, app_id, authorization_id, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![sha256(&token), app_id, auth_id, now()],
     )?;
@@ -183,12 +181,12 @@ pub fn revoke(c: &Connection, token_id: i64) -> rusqlite::Result<bool> {
         .query_row("SELECT authorization_id FROM tokens WHERE id = ?1", [token_id], |r| r.get(0))
         .optional()?
         .flatten();
-    c.execute("DELETE FROM tokens WHERE id = ?1", [token_id])?;
+    c.qexec("DELETE FROM tokens WHERE id = ?1", [token_id])?;
     let Some(auth) = auth else { return Ok(false) };
     let left: i64 =
-        c.query_row("SELECT COUNT(*) FROM tokens WHERE authorization_id = ?1", [auth], |r| r.get(0))?;
+        c.qrow("SELECT COUNT(*) FROM tokens WHERE authorization_id = ?1", [auth], |r| r.get(0))?;
     if left == 0 {
-        c.execute("DELETE FROM authorizations WHERE id = ?1", [auth])?;
+        c.qexec("DELETE FROM authorizations WHERE id = ?1", [auth])?;
         return Ok(true);
     }
     Ok(false)

@@ -1,5 +1,6 @@
 //! The event log: insert within a write transaction, read ranges for replay.
 
+use super::Cached;
 use crate::event::{Event, NewEvent, ObjType};
 use crate::util::now;
 use rusqlite::{params, Connection};
@@ -8,7 +9,7 @@ pub fn insert(c: &Connection, e: NewEvent) -> rusqlite::Result<Event> {
     let created_at = now();
     let audience = serde_json::to_string(&e.audience).unwrap_or_default();
     let auth = e.auth.as_ref().and_then(|a| serde_json::to_string(a).ok());
-    c.execute(
+    c.qexec(
         "INSERT INTO events (type, audience, auth, envelope, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![e.kind.as_str(), audience, auth, e.envelope.to_string(), created_at],
     )?;
@@ -24,24 +25,24 @@ pub fn insert(c: &Connection, e: NewEvent) -> rusqlite::Result<Event> {
 
 /// The oldest seq still in the log (retention removes older ones).
 pub fn first_seq(c: &Connection) -> rusqlite::Result<Option<i64>> {
-    c.query_row("SELECT MIN(seq) FROM events", [], |r| r.get(0))
+    c.qrow("SELECT MIN(seq) FROM events", [], |r| r.get(0))
 }
 
 /// The newest seq created before `time` (0 if none).
 pub fn last_seq_before(c: &Connection, time: i64) -> rusqlite::Result<i64> {
-    c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events WHERE created_at < ?1", [time], |r| r.get(0))
+    c.qrow("SELECT COALESCE(MAX(seq), 0) FROM events WHERE created_at < ?1", [time], |r| r.get(0))
 }
 
 /// Deletes up to `limit` of the oldest events with seq <= `upto`.
 pub fn delete_upto(c: &Connection, upto: i64, limit: i64) -> rusqlite::Result<usize> {
-    c.execute(
+    c.qexec(
         "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq <= ?1 ORDER BY seq LIMIT ?2)",
         params![upto, limit],
     )
 }
 
 pub fn max_seq(c: &Connection) -> rusqlite::Result<i64> {
-    c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+    c.qrow("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
 }
 
 /// Events with `after < seq < before`, oldest first. Rows that no longer

@@ -1,5 +1,6 @@
 //! Filters: owned by a user, referenced by streams.
 
+use super::Cached;
 use crate::util::now;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
@@ -33,7 +34,7 @@ pub fn create(
     policy: &str,
     clauses: &Value,
 ) -> rusqlite::Result<FilterRow> {
-    c.execute(
+    c.qexec(
         "INSERT INTO filters (user_id, name, match_policy, clauses, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![user_id, name, policy, clauses.to_string(), now()],
     )?;
@@ -41,7 +42,7 @@ pub fn create(
 }
 
 pub fn get(c: &Connection, id: i64) -> rusqlite::Result<Option<FilterRow>> {
-    c.query_row(&format!("SELECT {COLS} FROM filters WHERE id = ?1"), [id], from_row).optional()
+    c.qrow(&format!("SELECT {COLS} FROM filters WHERE id = ?1"), [id], from_row).optional()
 }
 
 pub fn list_by_user(c: &Connection, user_id: i64) -> rusqlite::Result<Vec<FilterRow>> {
@@ -57,7 +58,7 @@ pub fn update(
     policy: &str,
     clauses: &Value,
 ) -> rusqlite::Result<()> {
-    c.execute(
+    c.qexec(
         "UPDATE filters SET name = ?1, match_policy = ?2, clauses = ?3 WHERE id = ?4",
         params![name, policy, clauses.to_string(), id],
     )?;
@@ -65,7 +66,7 @@ pub fn update(
 }
 
 pub fn delete(c: &Connection, id: i64) -> rusqlite::Result<()> {
-    c.execute("DELETE FROM filters WHERE id = ?1", [id])?;
+    c.qexec("DELETE FROM filters WHERE id = ?1", [id])?;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! (follows, mutes, blocks), presence, and the paged list queries on them.
 //! Rendering and the rules live in `api::posts`; only SQL is here.
 
+use super::Cached;
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde_json::Value;
@@ -48,7 +49,7 @@ fn from_row(r: &Row) -> rusqlite::Result<PostRow> {
 }
 
 pub fn by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<PostRow>> {
-    c.query_row(&format!("SELECT {COLS} FROM posts WHERE id = ?1"), [id], from_row).optional()
+    c.qrow(&format!("SELECT {COLS} FROM posts WHERE id = ?1"), [id], from_row).optional()
 }
 
 /// What a new post or repost is made of.
@@ -67,7 +68,7 @@ pub struct NewPost<'a> {
 
 /// Inserts a post; a root post's thread is its own id.
 pub fn insert(c: &Connection, p: &NewPost) -> rusqlite::Result<i64> {
-    c.execute(
+    c.qexec(
         "INSERT INTO posts (user_id, app_id, created_at, thread_id, reply_to, repost_of, content, is_nsfw, raw)
          VALUES (?1, ?2, ?3, COALESCE(?4, 0), ?5, ?6, ?7, ?8, ?9)",
         params![
@@ -84,21 +85,21 @@ pub fn insert(c: &Connection, p: &NewPost) -> rusqlite::Result<i64> {
     )?;
     let id = c.last_insert_rowid();
     if p.thread_id.is_none() {
-        c.execute("UPDATE posts SET thread_id = id WHERE id = ?1", [id])?;
+        c.qexec("UPDATE posts SET thread_id = id WHERE id = ?1", [id])?;
     }
     Ok(id)
 }
 
 pub fn set_mentions(c: &Connection, post_id: i64, users: &[i64]) -> rusqlite::Result<()> {
     for u in users {
-        c.execute("INSERT OR IGNORE INTO post_mentions (post_id, user_id) VALUES (?1, ?2)", [post_id, *u])?;
+        c.qexec("INSERT OR IGNORE INTO post_mentions (post_id, user_id) VALUES (?1, ?2)", [post_id, *u])?;
     }
     Ok(())
 }
 
 pub fn set_tags(c: &Connection, post_id: i64, tags: &[String]) -> rusqlite::Result<()> {
     for t in tags {
-        c.execute("INSERT OR IGNORE INTO post_tags (tag, post_id) VALUES (?1, ?2)", params![t, post_id])?;
+        c.qexec("INSERT OR IGNORE INTO post_tags (tag, post_id) VALUES (?1, ?2)", params![t, post_id])?;
     }
     Ok(())
 }
@@ -111,11 +112,11 @@ pub fn mentioned_users(c: &Connection, post_id: i64) -> rusqlite::Result<Vec<i64
 
 /// Keeps the current version as revision `p.revision` and writes the new one.
 pub fn revise(c: &Connection, p: &PostRow, content: &Value, is_nsfw: bool, now: i64) -> rusqlite::Result<()> {
-    c.execute(
+    c.qexec(
         "INSERT INTO post_revisions (post_id, revision, content, is_nsfw, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![p.id, p.revision, p.content.to_string(), p.is_nsfw, now],
     )?;
-    c.execute(
+    c.qexec(
         "UPDATE posts SET content = ?1, is_nsfw = ?2, revision = revision + 1 WHERE id = ?3",
         params![content.to_string(), is_nsfw, p.id],
     )?;
@@ -132,7 +133,7 @@ pub fn revisions(c: &Connection, post_id: i64) -> rusqlite::Result<Vec<(i64, Val
 }
 
 pub fn mark_deleted(c: &Connection, id: i64) -> rusqlite::Result<()> {
-    c.execute("UPDATE posts SET is_deleted = 1 WHERE id = ?1", [id])?;
+    c.qexec("UPDATE posts SET is_deleted = 1 WHERE id = ?1", [id])?;
     Ok(())
 }
 
@@ -145,7 +146,7 @@ pub fn live_reposts_of(c: &Connection, id: i64) -> rusqlite::Result<Vec<i64>> {
 
 /// `user`'s live repost of `original`, if any.
 pub fn live_repost_by(c: &Connection, original: i64, user: i64) -> rusqlite::Result<Option<i64>> {
-    c.query_row(
+    c.qrow(
         "SELECT id FROM posts WHERE repost_of = ?1 AND user_id = ?2 AND is_deleted = 0",
         [original, user],
         |r| r.get(0),
@@ -156,7 +157,7 @@ pub fn live_repost_by(c: &Connection, original: i64, user: i64) -> rusqlite::Res
 /// `counts` of a post: bookmarks, replies, reposts, threads (live posts in
 /// its thread below it; non-zero only for a thread's root).
 pub fn counts(c: &Connection, id: i64) -> rusqlite::Result<[i64; 4]> {
-    c.query_row(
+    c.qrow(
         "SELECT (SELECT COUNT(*) FROM bookmarks WHERE post_id = ?1),
                 (SELECT COUNT(*) FROM posts WHERE reply_to = ?1 AND is_deleted = 0),
                 (SELECT COUNT(*) FROM posts WHERE repost_of = ?1 AND is_deleted = 0),
@@ -168,7 +169,7 @@ pub fn counts(c: &Connection, id: i64) -> rusqlite::Result<[i64; 4]> {
 
 /// (you_bookmarked, you_reposted) for `viewer` on post `id`.
 pub fn viewer_flags(c: &Connection, id: i64, viewer: i64) -> rusqlite::Result<(bool, bool)> {
-    c.query_row(
+    c.qrow(
         "SELECT EXISTS(SELECT 1 FROM bookmarks WHERE post_id = ?1 AND user_id = ?2),
                 EXISTS(SELECT 1 FROM posts WHERE repost_of = ?1 AND user_id = ?2 AND is_deleted = 0)",
         [id, viewer],
@@ -200,7 +201,7 @@ pub fn bookmark(
     note: Option<&str>,
     now: i64,
 ) -> rusqlite::Result<bool> {
-    let n = c.execute(
+    let n = c.qexec(
         "INSERT OR IGNORE INTO bookmarks (user_id, post_id, note, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![user, post, note, now],
     )?;
@@ -209,7 +210,7 @@ pub fn bookmark(
 
 /// Removes a bookmark; false if there was none.
 pub fn unbookmark(c: &Connection, user: i64, post: i64) -> rusqlite::Result<bool> {
-    Ok(c.execute("DELETE FROM bookmarks WHERE user_id = ?1 AND post_id = ?2", [user, post])? > 0)
+    Ok(c.qexec("DELETE FROM bookmarks WHERE user_id = ?1 AND post_id = ?2", [user, post])? > 0)
 }
 
 /// The three relations between users.
@@ -234,7 +235,7 @@ impl Edge {
 /// Adds `from → to`; false if it was there already.
 pub fn link(c: &Connection, e: Edge, from: i64, to: i64, now: i64) -> rusqlite::Result<bool> {
     let (t, a, b) = e.cols();
-    let n = c.execute(
+    let n = c.qexec(
         &format!("INSERT OR IGNORE INTO {t} ({a}, {b}, created_at) VALUES (?1, ?2, ?3)"),
         params![from, to, now],
     )?;
@@ -244,14 +245,12 @@ pub fn link(c: &Connection, e: Edge, from: i64, to: i64, now: i64) -> rusqlite::
 /// Removes `from → to`; false if there was none.
 pub fn unlink(c: &Connection, e: Edge, from: i64, to: i64) -> rusqlite::Result<bool> {
     let (t, a, b) = e.cols();
-    Ok(c.execute(&format!("DELETE FROM {t} WHERE {a} = ?1 AND {b} = ?2"), [from, to])? > 0)
+    Ok(c.qexec(&format!("DELETE FROM {t} WHERE {a} = ?1 AND {b} = ?2"), [from, to])? > 0)
 }
 
 pub fn has(c: &Connection, e: Edge, from: i64, to: i64) -> rusqlite::Result<bool> {
     let (t, a, b) = e.cols();
-    c.query_row(&format!("SELECT EXISTS(SELECT 1 FROM {t} WHERE {a} = ?1 AND {b} = ?2)"), [from, to], |r| {
-        r.get(0)
-    })
+    c.qrow(&format!("SELECT EXISTS(SELECT 1 FROM {t} WHERE {a} = ?1 AND {b} = ?2)"), [from, to], |r| r.get(0))
 }
 
 /// How `viewer` and `target` relate.
@@ -265,7 +264,7 @@ pub struct Rel {
 }
 
 pub fn relation(c: &Connection, viewer: i64, target: i64) -> rusqlite::Result<Rel> {
-    c.query_row(
+    c.qrow(
         "SELECT EXISTS(SELECT 1 FROM follows WHERE follower_id = ?1 AND followed_id = ?2),
                 EXISTS(SELECT 1 FROM follows WHERE follower_id = ?2 AND followed_id = ?1),
                 EXISTS(SELECT 1 FROM mutes WHERE user_id = ?1 AND muted_id = ?2),
@@ -288,7 +287,7 @@ pub fn relation(c: &Connection, viewer: i64, target: i64) -> rusqlite::Result<Re
 pub fn muted_or_blocked_by(c: &Connection, users: &[i64], actor: i64) -> rusqlite::Result<Vec<i64>> {
     let mut out = Vec::new();
     for u in users {
-        let hit: bool = c.query_row(
+        let hit: bool = c.qrow(
             "SELECT EXISTS(SELECT 1 FROM mutes WHERE user_id = ?1 AND muted_id = ?2)
                  OR EXISTS(SELECT 1 FROM blocks WHERE user_id = ?1 AND blocked_id = ?2)",
             [*u, actor],
@@ -305,7 +304,7 @@ pub fn muted_or_blocked_by(c: &Connection, users: &[i64], actor: i64) -> rusqlit
 
 /// Numbers for a user's `counts`: (posts, followers, following, bookmarks).
 pub fn user_counts(c: &Connection, id: i64) -> rusqlite::Result<[i64; 4]> {
-    c.query_row(
+    c.qrow(
         "SELECT (SELECT COUNT(*) FROM posts WHERE user_id = ?1 AND is_deleted = 0),
                 (SELECT COUNT(*) FROM follows WHERE followed_id = ?1),
                 (SELECT COUNT(*) FROM follows WHERE follower_id = ?1),
@@ -499,7 +498,7 @@ pub fn set_presence(
     expires_at: i64,
     now: i64,
 ) -> rusqlite::Result<()> {
-    c.execute(
+    c.qexec(
         "INSERT INTO presence (user_id, presence, expires_at, last_seen_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(user_id) DO UPDATE SET presence = ?2, expires_at = ?3, last_seen_at = ?4",
         params![user, presence, expires_at, now],
@@ -508,7 +507,7 @@ pub fn set_presence(
 }
 
 pub fn presence_of(c: &Connection, user: i64) -> rusqlite::Result<Option<PresenceRow>> {
-    c.query_row("SELECT presence, expires_at, last_seen_at FROM presence WHERE user_id = ?1", [user], |r| {
+    c.qrow("SELECT presence, expires_at, last_seen_at FROM presence WHERE user_id = ?1", [user], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
     })
     .optional()

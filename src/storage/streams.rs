@@ -1,5 +1,6 @@
 //! App Streams: per-app rows with a key and a set of object types.
 
+use super::Cached;
 use crate::event::ObjType;
 use crate::util::now;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -46,7 +47,7 @@ pub fn list(c: &Connection, app_id: i64) -> rusqlite::Result<Vec<StreamRow>> {
 }
 
 pub fn get(c: &Connection, app_id: i64, key: &str) -> rusqlite::Result<Option<StreamRow>> {
-    c.query_row(
+    c.qrow(
         &format!("SELECT {COLS} FROM streams WHERE app_id = ?1 AND key = ?2"),
         params![app_id, key],
         from_row,
@@ -55,7 +56,7 @@ pub fn get(c: &Connection, app_id: i64, key: &str) -> rusqlite::Result<Option<St
 }
 
 pub fn count(c: &Connection, app_id: i64) -> rusqlite::Result<i64> {
-    c.query_row("SELECT COUNT(*) FROM streams WHERE app_id = ?1", [app_id], |r| r.get(0))
+    c.qrow("SELECT COUNT(*) FROM streams WHERE app_id = ?1", [app_id], |r| r.get(0))
 }
 
 /// Inserts a stream; with no key, assigns the smallest free numeric key.
@@ -77,7 +78,7 @@ pub fn create(
             n.to_string()
         }
     };
-    let r = c.execute(
+    let r = c.qexec(
         "INSERT INTO streams (app_id, key, object_types, created_at, filter_id, cursor)
          VALUES (?1, ?2, ?3, ?4, ?5, (SELECT COALESCE(MAX(seq), 0) FROM events))",
         params![app_id, key, types_json(types), now(), filter_id],
@@ -90,7 +91,7 @@ pub fn create(
 }
 
 pub fn update(c: &Connection, id: i64, types: &[ObjType], filter_id: Option<i64>) -> rusqlite::Result<()> {
-    c.execute(
+    c.qexec(
         "UPDATE streams SET object_types = ?1, filter_id = ?2 WHERE id = ?3",
         params![types_json(types), filter_id, id],
     )?;
@@ -98,7 +99,7 @@ pub fn update(c: &Connection, id: i64, types: &[ObjType], filter_id: Option<i64>
 }
 
 pub fn by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<StreamRow>> {
-    c.query_row(&format!("SELECT {COLS} FROM streams WHERE id = ?1"), [id], from_row).optional()
+    c.qrow(&format!("SELECT {COLS} FROM streams WHERE id = ?1"), [id], from_row).optional()
 }
 
 /// Every stream (the retention pass walks them).
@@ -110,7 +111,7 @@ pub fn all(c: &Connection) -> rusqlite::Result<Vec<StreamRow>> {
 
 /// Moves the cursor forward (never back) and adds to the dropped count.
 pub fn advance(c: &Connection, id: i64, cursor: i64, dropped: i64) -> rusqlite::Result<()> {
-    c.execute(
+    c.qexec(
         "UPDATE streams SET cursor = MAX(cursor, ?1), dropped = dropped + ?2 WHERE id = ?3",
         params![cursor, dropped, id],
     )?;
@@ -120,11 +121,11 @@ pub fn advance(c: &Connection, id: i64, cursor: i64, dropped: i64) -> rusqlite::
 /// Sets the cursor (a purge or a resume moves it anywhere) and clears the
 /// dropped count, which the connection has just reported.
 pub fn reset(c: &Connection, id: i64, cursor: i64) -> rusqlite::Result<()> {
-    c.execute("UPDATE streams SET cursor = ?1, dropped = 0 WHERE id = ?2", params![cursor, id])?;
+    c.qexec("UPDATE streams SET cursor = ?1, dropped = 0 WHERE id = ?2", params![cursor, id])?;
     Ok(())
 }
 
 pub fn delete(c: &Connection, id: i64) -> rusqlite::Result<()> {
-    c.execute("DELETE FROM streams WHERE id = ?1", [id])?;
+    c.qexec("DELETE FROM streams WHERE id = ?1", [id])?;
     Ok(())
 }

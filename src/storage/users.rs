@@ -1,5 +1,6 @@
 //! Users: accounts, password checks, profiles.
 
+use super::Cached;
 use crate::util::now;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -57,7 +58,7 @@ fn password_ok(stored: &str, given: &str) -> bool {
 
 /// `None` if the username is taken.
 pub fn create(c: &Connection, username: &str, password_hash: &str) -> rusqlite::Result<Option<UserRow>> {
-    let r = c.execute(
+    let r = c.qexec(
         "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3)",
         params![username, password_hash, now()],
     );
@@ -69,12 +70,12 @@ pub fn create(c: &Connection, username: &str, password_hash: &str) -> rusqlite::
 }
 
 pub fn by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<UserRow>> {
-    c.query_row(&format!("SELECT {COLS} FROM users WHERE id = ?1"), [id], from_row).optional()
+    c.qrow(&format!("SELECT {COLS} FROM users WHERE id = ?1"), [id], from_row).optional()
 }
 
 /// Case-insensitive.
 pub fn by_username(c: &Connection, username: &str) -> rusqlite::Result<Option<UserRow>> {
-    c.query_row(&format!("SELECT {COLS} FROM users WHERE username = ?1"), [username], from_row).optional()
+    c.qrow(&format!("SELECT {COLS} FROM users WHERE username = ?1"), [username], from_row).optional()
 }
 
 pub fn list(c: &Connection) -> rusqlite::Result<Vec<UserRow>> {
@@ -108,7 +109,7 @@ const DUMMY_HASH: &str =
 
 /// Writes the profile fields of `u` (name, locale, timezone, description, raw).
 pub fn save_profile(c: &Connection, u: &UserRow) -> rusqlite::Result<()> {
-    c.execute(
+    c.qexec(
         "UPDATE users SET name = ?1, locale = ?2, timezone = ?3, description = ?4, raw = ?5 WHERE id = ?6",
         params![u.name, u.locale, u.timezone, u.description, u.raw.to_string(), u.id],
     )?;
@@ -119,7 +120,7 @@ pub fn save_profile(c: &Connection, u: &UserRow) -> rusqlite::Result<()> {
 /// following, bookmarks, clients (authorized apps).
 pub fn counts(c: &Connection, id: i64) -> rusqlite::Result<Value> {
     let clients: i64 =
-        c.query_row("SELECT COUNT(*) FROM authorizations WHERE user_id = ?1", [id], |r| r.get(0))?;
+        c.qrow("SELECT COUNT(*) FROM authorizations WHERE user_id = ?1", [id], |r| r.get(0))?;
     let [posts, followers, following, bookmarks] = super::posts::user_counts(c, id)?;
     Ok(serde_json::json!({
         "bookmarks": bookmarks, "clients": clients, "followers": followers, "following": following, "posts": posts

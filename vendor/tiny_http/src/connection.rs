@@ -24,9 +24,13 @@ impl Listener {
 
     pub(crate) fn accept(&self) -> std::io::Result<(Connection, Option<SocketAddr>)> {
         match self {
-            Self::Tcp(l) => l
-                .accept()
-                .map(|(conn, addr)| (Connection::from(conn), Some(addr))),
+            // spout patch: responses go out as several writes (head, body);
+            // with Nagle on, the body waits for the client's delayed ACK
+            // (40 ms per request on Linux). Send each write at once.
+            Self::Tcp(l) => l.accept().map(|(conn, addr)| {
+                let _ = conn.set_nodelay(true);
+                (Connection::from(conn), Some(addr))
+            }),
             #[cfg(unix)]
             Self::Unix(l) => l.accept().map(|(conn, _)| (Connection::from(conn), None)),
         }
