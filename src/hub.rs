@@ -644,16 +644,33 @@ impl Hub {
         }
     }
 
-    /// Counters for operators: (live connections, events delivered,
-    /// slow-consumer disconnects).
-    pub fn stats(&self) -> (usize, u64, u64) {
-        let total = self.shared.counts.lock().map(|c| c.total).unwrap_or(0);
-        (
-            total,
-            self.shared.delivered.load(Ordering::Relaxed),
-            self.shared.slow_disconnects.load(Ordering::Relaxed),
-        )
+    /// Counters for operators.
+    pub fn stats(&self) -> HubStats {
+        let (connections, per_app) = self
+            .shared
+            .counts
+            .lock()
+            .map(|c| (c.total, c.per_app.iter().map(|(k, v)| (*k, *v)).collect()))
+            .unwrap_or_default();
+        HubStats {
+            connections,
+            per_app,
+            delivered: self.shared.delivered.load(Ordering::Relaxed),
+            slow_disconnects: self.shared.slow_disconnects.load(Ordering::Relaxed),
+            hub_queue: self.shared.tx.len(),
+        }
     }
+}
+
+/// What `Hub::stats` reports.
+pub struct HubStats {
+    pub connections: usize,
+    /// (app id, live connections).
+    pub per_app: Vec<(i64, usize)>,
+    pub delivered: u64,
+    pub slow_disconnects: u64,
+    /// Items waiting for the hub.
+    pub hub_queue: usize,
 }
 
 struct HubState {

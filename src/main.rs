@@ -49,7 +49,13 @@ fn serve(args: &[String]) -> CliResult {
     let _ = writeln!(out, "stream listening on ws://{}", handle.stream_addr);
     let _ = out.flush();
     drop(out);
-    handle.join();
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+            .map_err(|e| fail(format!("cannot install signal handlers: {e}")))?;
+    if let Some(sig) = signals.forever().next() {
+        log::info!("signal {sig}: shutting down gracefully");
+    }
+    handle.stop(std::time::Duration::from_secs(10));
     Ok(())
 }
 

@@ -53,7 +53,6 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
 
     let api_url = cfg.public_api_url.clone().unwrap_or_else(|| format!("http://{api_addr}"));
     let stream_base = cfg.public_stream_url.clone().unwrap_or_else(|| format!("ws://{stream_addr}"));
-    let ctx = Arc::new(Ctx { db: db.clone(), api_url, stream_endpoint: format!("{stream_base}/v1/app") });
 
     // Retention runs once before anything connects, then periodically.
     match crate::retention::prune(&db, None, cfg.retention_secs, cfg.retention_events) {
@@ -64,6 +63,13 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
         Err(e) => log::warn!("retention pass failed: {}", e.message),
     }
     let hub = Hub::start(db.clone(), &cfg).map_err(|e| format!("cannot start the hub: {e}"))?;
+    let ctx = Arc::new(Ctx {
+        db: db.clone(),
+        api_url,
+        stream_endpoint: format!("{stream_base}/v1/app"),
+        hub: hub.clone(),
+        started: std::time::Instant::now(),
+    });
     let sink_hub = hub.clone();
     db.set_sink(Box::new(move |items| sink_hub.publish(items)));
 
@@ -140,6 +146,28 @@ impl ServerHandle {
             let _ = t.join();
         }
     }
+
+    /// Graceful stop (SIGTERM/SIGINT): stop accepting, send every stream a
+    /// `shutdown` control message and a close, let in-flight requests and
+    /// closing connections finish (at most `grace`), save cursors,
+    /// checkpoint the WAL.
+    pub fn stop(self, grace: Duration) {
+        let deadline = std::time::Instant::now() + grace;
+        self.shutdown();
+        let db = self.db.clone();
+        while transport::LIVE_THREADS.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = transport::LIVE_THREADS.load(Ordering::SeqCst);
+        if left > 0 {
+            log::warn!("{left} stream connections did not finish closing in time");
+        }
+        self.join();
+        match db.checkpoint() {
+            Ok(()) => log::info!("database checkpointed; bye"),
+            Err(e) => log::warn!("WAL checkpoint failed: {}", e.message),
+        }
+    }
 }
 
 fn respond(rq: tiny_http::Request, resp: Resp, pretty: bool, close: bool) {
@@ -187,7 +215,8 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request, max_body: usize) {
     if body.len() > max_body {
         return respond(rq, Resp::error(&too_large()), pretty, true);
     }
-    let req = Req::new(rq.method().as_str(), rq.url(), headers, body);
+    let mut req = Req::new(rq.method().as_str(), rq.url(), headers, body);
+    req.remote = rq.remote_addr().map(|a| a.ip());
     let resp = catch_unwind(AssertUnwindSafe(|| api::dispatch(ctx, &req))).unwrap_or_else(|_| {
         log::error!("handler panicked on {} {}", req.method, req.path);
         Resp::error(&ApiError::internal())

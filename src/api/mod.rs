@@ -4,6 +4,7 @@
 mod channels;
 mod filters;
 mod oauth;
+mod ops;
 mod posts;
 mod streams;
 mod users;
@@ -20,6 +21,8 @@ pub struct Ctx {
     pub api_url: String,
     /// The `endpoint` reported for streams, e.g. `ws://127.0.0.1:8081/v1/app`.
     pub stream_endpoint: String,
+    pub hub: crate::hub::Hub,
+    pub started: std::time::Instant,
 }
 
 /// A stored filter, compiled (for the stream listener).
@@ -47,6 +50,8 @@ pub type Route = (&'static str, &'static str, Handler);
 /// Method, path pattern (`{}` is one path segment), handler. The first
 /// pattern that matches wins, so literal paths come before `{}` ones.
 const ROUTES: &[Route] = &[
+    ("GET", "/health", ops::health),
+    ("GET", "/v1/stats", ops::stats),
     ("POST", "/v1/oauth/access_token", oauth::access_token),
     ("GET", "/v1/token", oauth::get_token),
     ("DELETE", "/v1/token", oauth::delete_token),

@@ -13,6 +13,8 @@ pub struct Req {
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The peer's address, when the listener knows it.
+    pub remote: Option<std::net::IpAddr>,
 }
 
 impl Req {
@@ -25,6 +27,7 @@ impl Req {
             query: parse_query(q),
             headers: headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
             body,
+            remote: None,
         }
     }
 

@@ -171,6 +171,13 @@ impl Db {
         }
     }
 
+    /// Copies the WAL into the database file and truncates it (shutdown).
+    pub fn checkpoint(&self) -> ApiResult<()> {
+        let w = self.writer.lock().map_err(|_| ApiError::internal())?;
+        w.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// Committed events with `after < seq <= upto`, oldest first (replay).
     pub fn events_between(&self, after: i64, upto: i64) -> ApiResult<Vec<Event>> {
         self.read(|c| Ok(events::range(c, after, upto + 1)?))

@@ -32,6 +32,9 @@ const MAX_HEAD: usize = 8 * 1024;
 /// How long a client may take to send its request head (slowloris).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Connection threads still running (a graceful shutdown waits for them).
+pub static LIVE_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Settings a connection thread needs.
 #[derive(Clone)]
 pub struct ConnCfg {
@@ -64,13 +67,16 @@ pub fn start_listener(
                 }
             };
             let (ctx, hub, cc) = (ctx.clone(), hub.clone(), cc.clone());
+            LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
             let r = crate::server::spawn("conn".into(), Some(CONN_STACK), move || {
                 let r = catch_unwind(AssertUnwindSafe(|| serve(sock, &ctx, &hub, &cc)));
+                LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
                 if r.is_err() {
                     log::error!("a stream connection thread panicked; connection dropped");
                 }
             });
             if let Err(e) = r {
+                LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
                 log::warn!("cannot start a connection thread: {e}");
             }
         }

@@ -5,5 +5,6 @@ mod channels;
 mod common;
 mod foundation;
 mod live;
+mod ops;
 mod posts;
 mod streams;

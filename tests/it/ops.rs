@@ -1,0 +1,50 @@
+//! Operations: health, stats, graceful shutdown on SIGTERM.
+
+use crate::common::*;
+use serde_json::json;
+
+#[test]
+fn health_and_stats() {
+    let s = Server::start();
+    let h = s.get("/health", None);
+    assert_eq!(h.status, 200);
+    assert_eq!(h.body["data"]["status"], "ok");
+    assert!(h.body["data"]["schema_version"].as_i64().unwrap() >= 4);
+    let app = s.add_app("a");
+    let t = s.app_token(&app);
+    s.create_stream(&t, "k", &["user"]);
+    let (_ws, _) = s.ws(&format!("access_token={t}&key=k"));
+    let st = s.get("/v1/stats", None);
+    assert_eq!(st.status, 200, "{}", st.body);
+    assert_eq!(st.body["data"]["connections"], 1);
+    assert_eq!(st.body["data"]["connections_per_app"], json!({app.0.clone(): 1}));
+    assert_eq!(st.body["data"]["slow_consumer_disconnects"], 0);
+}
+
+#[test]
+fn sigterm_closes_streams_with_a_notice_and_exits_cleanly() {
+    let mut s = Server::start();
+    let app = s.add_app("a");
+    let t = s.app_token(&app);
+    s.create_stream(&t, "k", &["user"]);
+    let (mut ws, _) = s.ws(&format!("access_token={t}&key=k"));
+    let mut child = s.child.take().unwrap();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let ctrl = ws.next_json().unwrap();
+    assert_eq!(ctrl["meta"]["control"]["type"], "shutdown", "{ctrl}");
+    match ws.next() {
+        WsNext::Closed(Some((code, reason))) => {
+            assert_eq!(code, 1001);
+            assert!(reason.contains("shutting down"), "{reason}");
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait()));
+    let status = rx.recv_timeout(DEADLINE).expect("the server did not exit after SIGTERM").unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    // Nothing was lost: the same database serves again.
+    s.launch();
+    assert_eq!(s.get(&format!("/v1/streams/k?access_token={t}"), None).status, 200);
+}
