@@ -382,7 +382,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let is_nsfw = body_bool(&body, "is_nsfw")?;
     let raw = body_raw(&body)?;
     let view = View::new(req, Some(uid));
-    let v = ctx.db.write(|tx| {
+    let row = ctx.db.write(|tx| {
         let parent = match reply_to {
             Some(r) => match store::by_id(tx, r)? {
                 Some(p) if !p.is_deleted => Some(p),
@@ -416,8 +416,11 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         store::set_tags(tx, id, &tags)?;
         let row = store::by_id(tx, id)?.ok_or_else(ApiError::internal)?;
         emit_post(tx, &ctx.api_url, &row, None)?;
-        view.render(tx, &ctx.api_url, &row)
+        Ok(row)
     })?;
+    // The reply is rendered after commit, outside the single writer's lock:
+    // the lock is what bounds posts per second.
+    let v = ctx.db.read(|c| view.render(c, &ctx.api_url, &row))?;
     Ok(Resp::data(201, v))
 }
 
