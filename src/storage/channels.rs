@@ -202,9 +202,18 @@ fn channel_list(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite
 }
 
 /// Channels `uid` owns, newest first.
-pub fn owned_channels(c: &Connection, uid: i64, p: &Page) -> rusqlite::Result<(Vec<ChannelRow>, bool)> {
+pub fn owned_channels(
+    c: &Connection,
+    uid: i64,
+    p: &Page,
+    include_inactive: bool,
+) -> rusqlite::Result<(Vec<ChannelRow>, bool)> {
     let (w, o) = p.sql("id");
-    let rows = channel_list(c, &format!("SELECT {CH_COLS} FROM channels WHERE owner_id = ?1{w}{o}"), [uid])?;
+    let rows = channel_list(
+        c,
+        &format!("SELECT {CH_COLS} FROM channels WHERE owner_id = ?1 AND (is_active = 1 OR ?2){w}{o}"),
+        params![uid, include_inactive],
+    )?;
     Ok(p.finish(rows))
 }
 

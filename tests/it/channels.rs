@@ -189,6 +189,9 @@ fn channel_shape_acl_update_and_deactivate() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body["data"]["is_active"], false);
     assert_eq!(r.body["data"]["counts"]["subscribers"], 0);
+    assert_eq!(w.s.get("/v1/users/me/channels", Some(&w.alice)).body["data"], json!([]));
+    let all = w.s.get("/v1/users/me/channels?include_inactive=1", Some(&w.alice));
+    assert_eq!(all.body["data"][0]["id"], cid.as_str());
     assert_error(
         &w.s.json("POST", &format!("/v1/channels/{cid}/messages"), Some(&w.alice), json!({"text": "x"})),
         403,
@@ -415,6 +418,19 @@ fn seed_004_subscriptions_unread_and_markers() {
     assert_eq!(r.body["data"][0]["id"], c1.as_str());
     let msgs = w.s.get(&format!("/v1/channels/{c2}/messages"), Some(&w.bob));
     assert_eq!(msgs.body["meta"]["marker"]["id"], last2["id"]);
+    // Marker bounds: since_id=last_read pages from the marker on.
+    let newer = w.message(&w.alice, &c2, "newer");
+    let r = w.s.get(&format!("/v1/channels/{c2}/messages?since_id=last_read"), Some(&w.bob));
+    let ids: Vec<&Value> = r.body["data"].as_array().unwrap().iter().map(|m| &m["id"]).collect();
+    assert_eq!(ids, vec![&newer["id"]], "{}", r.body);
+    let r = w.s.get(&format!("/v1/channels/{c2}/messages?since_id=last_read_inclusive"), Some(&w.bob));
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 2);
+    w.s.json(
+        "POST",
+        "/v1/markers",
+        Some(&w.bob),
+        json!([{"name": format!("channel:{c2}"), "id": newer["id"]}]),
+    );
     // Subscribers, with channel presence on request.
     let r = w.s.json(
         "PUT",

@@ -3,8 +3,8 @@
 //! events whose audience is everyone who may read the channel.
 
 use super::{
-    bool_field, emit_channel, find_channel, id_list, id_value, new_raw, page, page_meta, participants,
-    pm_key, readable_channel, reader, subscribe_user, text_content, writer, CHAT, PM,
+    bool_field, emit_channel, find_channel, id_list, id_value, new_raw, page_meta, page_with_marker,
+    participants, pm_key, readable_channel, reader, subscribe_user, text_content, writer, CHAT, PM,
 };
 use crate::api::{parse_id, Ctx};
 use crate::error::{ApiError, ApiResult};
@@ -202,20 +202,21 @@ pub fn create_pm(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 
 pub fn list(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let caller = reader(ctx, req)?;
-    let pg = page(req)?;
     let include_deleted = req.flag("include_deleted", true);
     let opts = Opts::from_req(req);
     let (list, keys, more, marker) = ctx.db.read(|c| {
         let ch = readable_channel(c, p[0], &caller)?;
+        let marker = match caller.user() {
+            Some(u) => store::marker(c, u, &format!("channel:{}", ch.id))?,
+            None => None,
+        };
+        let pg = page_with_marker(req, marker.as_ref())?;
         let (rows, more) = store::messages_page(c, ch.id, &pg, include_deleted)?;
         let mut out = Vec::new();
         for m in &rows {
             out.push(rendered(message_value(c, &ctx.api_url, m)?, &opts));
         }
-        let marker = match caller.user() {
-            Some(u) => store::marker(c, u, &format!("channel:{}", ch.id))?.map(|m| super::marker_value(&m)),
-            None => None,
-        };
+        let marker = marker.map(|m| super::marker_value(&m));
         Ok((out, rows.iter().map(|m| m.id).collect::<Vec<_>>(), more, marker))
     })?;
     let mut meta = page_meta(&keys, more);

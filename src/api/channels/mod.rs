@@ -151,9 +151,29 @@ pub fn readable_channel(c: &Connection, raw_id: &str, caller: &Caller) -> ApiRes
 /// `since_id`, `before_id`, `count` (1..200 or -200..-1; default 20; an
 /// invalid count is ignored, as pnut does).
 pub fn page(req: &Req) -> ApiResult<Page> {
+    page_with_marker(req, None)
+}
+
+/// Like `page`, and with a channel marker the special bounds `last_read`,
+/// `last_read_inclusive`, `marker`, `marker_inclusive` (inclusive moves the
+/// bound by one so the marked message itself is in the window). Without a
+/// marker they mean "no bound".
+pub fn page_with_marker(req: &Req, marker: Option<&store::MarkerRow>) -> ApiResult<Page> {
     let bound = |name: &str| -> ApiResult<Option<i64>> {
+        let adjust = if name == "since_id" { -1 } else { 1 };
+        let special = |v: &str| -> Option<Option<i64>> {
+            let m = marker;
+            Some(match v {
+                "last_read" => m.map(|m| m.last_read_id),
+                "last_read_inclusive" => m.map(|m| m.last_read_id + adjust),
+                "marker" => m.map(|m| m.id),
+                "marker_inclusive" => m.map(|m| m.id + adjust),
+                _ => return None,
+            })
+        };
         match req.param(name) {
             None | Some("") => Ok(None),
+            Some(v) if special(v).is_some() => Ok(special(v).flatten()),
             Some(s) => s
                 .parse::<i64>()
                 .map(Some)
@@ -689,7 +709,7 @@ pub fn my_channels(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let pg = page(req)?;
     let opts = channel_opts(req, true);
     let (list, keys, more) = ctx.db.read(|c| {
-        let (rows, more) = store::owned_channels(c, uid, &pg)?;
+        let (rows, more) = store::owned_channels(c, uid, &pg, req.flag("include_inactive", false))?;
         let mut out = Vec::new();
         for ch in &rows {
             out.push(rendered(channel_value(c, &ctx.api_url, ch, Some(uid))?, &opts));
