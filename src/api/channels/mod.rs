@@ -1085,3 +1085,51 @@ pub fn set_presence(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     })?;
     Ok(Resp::ok(v))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::storage::migrations::migrate(&mut c).unwrap();
+        for name in ["u1", "u2", "u3"] {
+            crate::storage::users::create(&c, name, "!").unwrap().unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn acl_groups_are_exclusive_and_move_down() {
+        let c = db();
+        let acl = apply_acl(
+            &c,
+            &Acl::default(),
+            &json!({"full": {"user_ids": ["2"]}, "write": {"user_ids": [2, "3"]}, "read": {"user_ids": ["@u3", "1"]}}),
+            true,
+            Some(1),
+            true,
+        )
+        .unwrap();
+        assert_eq!((acl.full.user_ids.clone(), acl.write.user_ids.clone()), (vec![2], vec![3]));
+        assert!(acl.read.user_ids.is_empty(), "the owner is never listed; u3 is in write");
+        // Naming u2 in read alone moves them down out of full.
+        let moved = apply_acl(&c, &acl, &json!({"read": {"user_ids": ["2"]}}), false, Some(1), true).unwrap();
+        assert_eq!((moved.full.user_ids.len(), moved.read.user_ids.clone()), (0, vec![2]));
+        // A full user may not change full; nobody may change an immutable group.
+        let e = apply_acl(&c, &acl, &json!({"full": {"user_ids": []}}), false, Some(1), false).unwrap_err();
+        assert_eq!(e.status, 403);
+        let frozen = Acl { write: Group { immutable: true, ..acl.write.clone() }, ..acl.clone() };
+        let e =
+            apply_acl(&c, &frozen, &json!({"write": {"any_user": true}}), false, Some(1), true).unwrap_err();
+        assert!(e.message.contains("acl.write"), "{}", e.message);
+        // write.any_user opens reading too.
+        let open = apply_acl(&c, &acl, &json!({"write": {"any_user": true}}), false, Some(1), true).unwrap();
+        assert!(open.read.any_user);
+    }
+
+    #[test]
+    fn pm_keys_ignore_order_and_repeats() {
+        assert_eq!(pm_key(&[3, 1, 3, 2]), "1,2,3");
+    }
+}
