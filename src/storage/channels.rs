@@ -595,6 +595,16 @@ pub fn channel_presence(
     .optional()
 }
 
+/// (user id, presence, last_seen_at) of everyone present (not expired) in a channel.
+pub fn present_in_channel(c: &Connection, cid: i64) -> rusqlite::Result<Vec<(i64, String, i64)>> {
+    let mut st = c.prepare(
+        "SELECT user_id, presence, last_seen_at FROM channel_presence
+         WHERE channel_id = ?1 AND expires_at > ?2 ORDER BY last_seen_at DESC, user_id",
+    )?;
+    let rows = st.query_map(params![cid, now()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
+}
+
 // --------------------------------------------------------------------- files
 
 #[derive(Clone, Debug, PartialEq)]

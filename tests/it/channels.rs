@@ -446,6 +446,17 @@ fn seed_004_subscriptions_unread_and_markers() {
     assert_eq!(subs[0]["id"], bob_id.as_str());
     assert_eq!(subs[0]["presence"], "reading");
     assert_eq!(subs[1]["presence"], "offline");
+    let r = w.s.get(&format!("/v1/channels/{c2}/presence"), Some(&w.alice));
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1, "{}", r.body);
+    assert_eq!(r.body["data"][0]["id"], bob_id.as_str());
+    assert_eq!(r.body["data"][0]["presence"], "reading");
+    w.s.json(
+        "PUT",
+        &format!("/v1/users/me/presence/channels/{c2}"),
+        Some(&w.bob),
+        json!({"presence": "offline"}),
+    );
+    assert_eq!(w.s.get(&format!("/v1/channels/{c2}/presence"), Some(&w.alice)).body["data"], json!([]));
     // Unsubscribing deletes the marker.
     let r = w.s.call("DELETE", &format!("/v1/channels/{c2}/subscribe"), Some(&w.bob), None);
     assert_eq!(r.status, 200);
@@ -651,7 +662,8 @@ fn polls_answer_and_close_by_time_once() {
     let w = world();
     let mut a = w.stream(&w.ta);
     let mut b = w.stream(&w.tb);
-    let closes = chrono_in(2);
+    // Long enough for the answers below to land first on a loaded machine.
+    let closes = chrono_in(5);
     let r = w.s.json(
         "POST",
         "/v1/polls",

@@ -34,6 +34,7 @@ pub const ROUTES: &[Route] = &[
     ("PUT", "/v1/channels/{}/subscribe", subscribe),
     ("DELETE", "/v1/channels/{}/subscribe", unsubscribe),
     ("GET", "/v1/channels/{}/subscribers", subscribers),
+    ("GET", "/v1/channels/{}/presence", channel_presence),
     ("PUT", "/v1/channels/{}/mute", mute),
     ("DELETE", "/v1/channels/{}/mute", unmute),
     ("GET", "/v1/channels/{}/messages", messages::list),
@@ -1033,6 +1034,39 @@ pub fn markers(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 
 // ---------------------------------------------------------------- presence
 
+/// The presence object (`channel_id` added for channel presence).
+fn presence_value(ctx: &Ctx, u: &crate::storage::UserRow, presence: &str, seen: i64, cid: i64) -> Value {
+    let mut pv = json!({
+        "id": u.id.to_string(),
+        "username": u.username,
+        "avatar_image": format!("{}/v1/users/{}/avatar", ctx.api_url, u.id),
+        "presence": presence,
+        "last_seen_at": iso8601(seen),
+        "channel_id": cid.to_string(),
+    });
+    if let Some(n) = &u.name {
+        pv["name"] = json!(n);
+    }
+    pv
+}
+
+/// `GET /v1/channels/{id}/presence`: users present in the channel (offline
+/// users are not listed).
+pub fn channel_presence(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let caller = reader(ctx, req)?;
+    let list = ctx.db.read(|c| {
+        let ch = readable_channel(c, p[0], &caller)?;
+        let mut out = Vec::new();
+        for (uid, presence, seen) in store::present_in_channel(c, ch.id)? {
+            if let Some(u) = crate::storage::users::by_id(c, uid)? {
+                out.push(presence_value(ctx, &u, &presence, seen, ch.id));
+            }
+        }
+        Ok(out)
+    })?;
+    Ok(Resp::ok(Value::Array(list)))
+}
+
 /// `PUT /v1/users/me/presence/channels/{id}`: `presence` (missing or `1` →
 /// "online"; `offline`/`0` clears) for 15 minutes; emits
 /// `user_channel_presence` with `[presence]`, the presence carrying `channel_id`.
@@ -1060,17 +1094,7 @@ pub fn set_presence(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         }
         store::set_channel_presence(tx, ch.id, uid, presence.as_deref(), now() + 15 * 60)?;
         let u = crate::storage::users::by_id(tx, uid)?.ok_or_else(ApiError::internal)?;
-        let mut pv = json!({
-            "id": uid.to_string(),
-            "username": u.username,
-            "avatar_image": format!("{}/v1/users/{uid}/avatar", ctx.api_url),
-            "presence": presence.clone().unwrap_or_else(|| "offline".into()),
-            "last_seen_at": iso8601(now()),
-            "channel_id": ch.id.to_string(),
-        });
-        if let Some(n) = &u.name {
-            pv["name"] = json!(n);
-        }
+        let pv = presence_value(ctx, &u, presence.as_deref().unwrap_or("offline"), now(), ch.id);
         tx.emit(NewEvent {
             kind: ObjType::UserChannelPresence,
             audience: Audience::Users { users: vec![uid], scopes: vec!["messages".into()] },
