@@ -41,11 +41,32 @@ const ALL_TYPES: &[&str] =
     &["channel", "channel_subscription", "message", "file", "poll", "user_channel_presence"];
 
 impl W {
-    fn stream(&self, app_token: &str) -> Ws {
+    /// A websocket on `app_token`'s stream, returned once it provably gets
+    /// events: the server writes the connection message before the hub has
+    /// joined the connection, so an event committed in between is lost (a
+    /// live-delivery race, reported). `user_token`'s file events prove the
+    /// join; each try waits 300 ms, all of them at most DEADLINE.
+    fn stream(&self, app_token: &str, user_token: &str) -> Ws {
         self.s.create_stream(app_token, "k", ALL_TYPES);
-        let (ws, hello) = self.s.ws(&format!("access_token={app_token}&key=k&include_raw=1"));
+        let (mut ws, hello) = self.s.ws(&format!("access_token={app_token}&key=k&include_raw=1"));
         assert!(hello["meta"]["connection_id"].is_string(), "{hello}");
-        ws
+        let start = std::time::Instant::now();
+        ws.set_timeout(std::time::Duration::from_millis(300));
+        loop {
+            assert!(start.elapsed() < DEADLINE, "the stream never started delivering");
+            let id = self.file(user_token, "ready.txt", b"r")["id"].clone();
+            loop {
+                match ws.next() {
+                    WsNext::Json(v) if v["meta"]["type"] == "file" && v["meta"]["id"] == id => {
+                        ws.set_timeout(DEADLINE);
+                        return ws;
+                    }
+                    WsNext::Json(_) => continue,
+                    WsNext::Timeout => break,
+                    other => panic!("stream closed while starting: {other:?}"),
+                }
+            }
+        }
     }
 
     fn channel(&self, token: &str, body: Value) -> Value {
@@ -479,7 +500,7 @@ fn seed_004_subscriptions_unread_and_markers() {
 #[test]
 fn events_arrive_once_with_their_meta() {
     let w = world();
-    let mut a = w.stream(&w.ta);
+    let mut a = w.stream(&w.ta, &w.alice);
     let bob_id = w.ids[1].clone();
     // channel created, then the creator's subscription.
     let ch = w.channel(
@@ -606,9 +627,9 @@ fn events_arrive_once_with_their_meta() {
 #[test]
 fn leak_matrix_apps_see_only_channels_their_users_may_read() {
     let w = world();
-    let mut a = w.stream(&w.ta);
-    let mut b = w.stream(&w.tb);
-    let mut c = w.stream(&w.tc);
+    let mut a = w.stream(&w.ta, &w.alice);
+    let mut b = w.stream(&w.tb, &w.bob);
+    let mut c = w.stream(&w.tc, &w.carol);
     let bob_id = w.ids[1].clone();
     // A private channel of alice: its channel, subscription, message,
     // presence and delete events reach A only.
@@ -660,8 +681,8 @@ fn leak_matrix_apps_see_only_channels_their_users_may_read() {
 #[test]
 fn polls_answer_and_close_by_time_once() {
     let w = world();
-    let mut a = w.stream(&w.ta);
-    let mut b = w.stream(&w.tb);
+    let mut a = w.stream(&w.ta, &w.alice);
+    let mut b = w.stream(&w.tb, &w.bob);
     // Long enough for the answers below to land first on a loaded machine.
     let closes = chrono_in(5);
     let r = w.s.json(
