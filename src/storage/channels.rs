@@ -430,6 +430,34 @@ pub fn messages_page(
     Ok(p.finish(rows))
 }
 
+/// A thread's messages, paginated by id.
+pub fn thread_page(
+    c: &Connection,
+    thread: i64,
+    p: &Page,
+    include_deleted: bool,
+) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
+    let (w, o) = p.sql("id");
+    let del = if include_deleted { "" } else { " AND is_deleted = 0" };
+    let mut st = c.prepare(&format!("SELECT {MSG_COLS} FROM messages WHERE thread_id = ?1{del}{w}{o}"))?;
+    let rows = st.query_map([thread], message_from)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(p.finish(rows))
+}
+
+/// A user's own messages, paginated by id.
+pub fn messages_by(
+    c: &Connection,
+    uid: i64,
+    p: &Page,
+    include_deleted: bool,
+) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
+    let (w, o) = p.sql("id");
+    let del = if include_deleted { "" } else { " AND is_deleted = 0" };
+    let mut st = c.prepare(&format!("SELECT {MSG_COLS} FROM messages WHERE user_id = ?1{del}{w}{o}"))?;
+    let rows = st.query_map([uid], message_from)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(p.finish(rows))
+}
+
 pub fn sticky_messages(c: &Connection, cid: i64) -> rusqlite::Result<Vec<MessageRow>> {
     let mut st = c.prepare(&format!(
         "SELECT {MSG_COLS} FROM messages WHERE channel_id = ?1 AND is_sticky = 1 AND is_deleted = 0 ORDER BY id DESC"

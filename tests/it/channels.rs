@@ -273,7 +273,11 @@ fn messages_shape_access_pagination_sticky_and_delete() {
     assert_eq!(m2["content"]["entities"]["mentions"][0]["id"], bob_id.as_str());
     assert_eq!(m2["content"]["entities"]["tags"][0]["text"], "tag");
     assert_eq!(m2["source"]["name"], "a");
-    let m3 = w.message(&w.alice, cid, "three");
+    let r = w.s.json("POST", &format!("{path}?update_marker=1"), Some(&w.alice), json!({"text": "three"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let m3 = r.body["data"].clone();
+    let ch = w.s.get(&format!("/v1/channels/{cid}?include_marker=1"), Some(&w.alice)).body["data"].clone();
+    assert_eq!(ch["marker"]["id"], m3["id"], "update_marker=1 moves the author's marker: {ch}");
     // Paginated list, newest first; bob (read) and app B may read.
     let r = w.s.get(&format!("{path}?count=2"), Some(&w.bob));
     assert_eq!(r.status, 200, "{}", r.body);
@@ -287,6 +291,14 @@ fn messages_shape_access_pagination_sticky_and_delete() {
     assert_eq!(r.body["data"][0]["counts"]["replies"], 1);
     assert_error(&w.s.get(&path, Some(&w.carol)), 403, "messages");
     assert_error(&w.s.get(&path, Some(&w.tc)), 403, "read");
+    let thread = w.s.get(&format!("{path}/{}/thread", m1["id"].as_str().unwrap()), Some(&w.bob));
+    let ids: Vec<&Value> = thread.body["data"].as_array().unwrap().iter().map(|m| &m["id"]).collect();
+    assert_eq!(ids, vec![&m2["id"], &m1["id"]], "{}", thread.body);
+    let mine = w.s.get("/v1/users/me/messages?count=1", Some(&w.alice));
+    assert_eq!(
+        (mine.body["data"][0]["id"].clone(), mine.body["meta"]["more"].clone()),
+        (m3["id"].clone(), json!(true))
+    );
     let one = w.s.get(&format!("{path}/{}", m2["id"].as_str().unwrap()), Some(&w.bob));
     assert_eq!(one.body["data"]["id"], m2["id"]);
     assert_error(&w.s.get(&format!("{path}/999"), Some(&w.bob)), 404, "999");

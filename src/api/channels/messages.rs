@@ -3,7 +3,7 @@
 //! events whose audience is everyone who may read the channel.
 
 use super::{
-    bool_field, emit_channel, find_channel, id_list, id_value, new_raw, page_meta, page_with_marker,
+    bool_field, emit_channel, find_channel, id_list, id_value, new_raw, page, page_meta, page_with_marker,
     participants, pm_key, readable_channel, reader, subscribe_user, text_content, writer, CHAT, PM,
 };
 use crate::api::{parse_id, Ctx};
@@ -330,4 +330,40 @@ pub fn sticky_list(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         Ok(out)
     })?;
     Ok(Resp::ok(Value::Array(list)))
+}
+
+/// `GET /v1/channels/{id}/messages/{mid}/thread`: the message's thread.
+pub fn thread(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let caller = reader(ctx, req)?;
+    let pg = page(req)?;
+    let include_deleted = req.flag("include_deleted", true);
+    let opts = Opts::from_req(req);
+    let (list, keys, more) = ctx.db.read(|c| {
+        let ch = readable_channel(c, p[0], &caller)?;
+        let m = find_message(c, &ch, p[1])?;
+        let (rows, more) = store::thread_page(c, m.thread_id, &pg, include_deleted)?;
+        let mut out = Vec::new();
+        for m in &rows {
+            out.push(rendered(message_value(c, &ctx.api_url, m)?, &opts));
+        }
+        Ok((out, rows.iter().map(|m| m.id).collect::<Vec<_>>(), more))
+    })?;
+    Ok(Resp::with_meta(200, page_meta(&keys, more), Value::Array(list)))
+}
+
+/// `GET /v1/users/me/messages`: the caller's own messages, newest first.
+pub fn mine(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let (uid, _) = writer(ctx, req)?;
+    let pg = page(req)?;
+    let include_deleted = req.flag("include_deleted", true);
+    let opts = Opts::from_req(req);
+    let (list, keys, more) = ctx.db.read(|c| {
+        let (rows, more) = store::messages_by(c, uid, &pg, include_deleted)?;
+        let mut out = Vec::new();
+        for m in &rows {
+            out.push(rendered(message_value(c, &ctx.api_url, m)?, &opts));
+        }
+        Ok((out, rows.iter().map(|m| m.id).collect::<Vec<_>>(), more))
+    })?;
+    Ok(Resp::with_meta(200, page_meta(&keys, more), Value::Array(list)))
 }
