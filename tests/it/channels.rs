@@ -332,6 +332,11 @@ fn messages_shape_access_pagination_sticky_and_delete() {
     assert_eq!(ch["recent_message_id"], m2["id"]);
     assert_eq!(ch["recent_deleted_message_id"], m3["id"]);
     assert_eq!(ch["counts"]["messages"], 2);
+    assert!(ch.get("recent_message").is_none(), "only with include_recent_message=1");
+    let ch =
+        w.s.get(&format!("/v1/channels/{cid}?include_recent_message=1"), Some(&w.bob)).body["data"].clone();
+    assert_eq!(ch["recent_message"]["id"], m2["id"]);
+    assert_eq!(ch["recent_deleted_message"]["is_deleted"], true);
     let r = w.s.get(&format!("{path}?include_deleted=0"), Some(&w.bob));
     assert_eq!(r.body["data"].as_array().unwrap().len(), 2);
 }
