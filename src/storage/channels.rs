@@ -837,6 +837,44 @@ pub fn polls_of(c: &Connection, uid: i64, p: &Page) -> rusqlite::Result<(Vec<Pol
     Ok(p.finish(rows))
 }
 
+/// Polls `uid` has answered (current or past answers), newest answer first;
+/// the key is the answer row's rowid.
+pub fn polls_answered(c: &Connection, uid: i64, p: &Page) -> rusqlite::Result<(Vec<(i64, PollRow)>, bool)> {
+    let (w, o) = p.sql("r.rowid");
+    let cols = POLL_COLS.split(", ").map(|k| format!("p.{k}")).collect::<Vec<_>>().join(", ");
+    let mut st = c.prepare(&format!(
+        "SELECT r.rowid, {cols} FROM poll_respondents r JOIN polls p ON p.id = r.poll_id
+         WHERE r.user_id = ?1 AND p.is_deleted = 0{w}{o}"
+    ))?;
+    let rows = st
+        .query_map([uid], |r| {
+            let key: i64 = r.get(0)?;
+            let opts: String = r.get(6)?;
+            Ok((
+                key,
+                PollRow {
+                    id: r.get(1)?,
+                    user_id: r.get(2)?,
+                    app_id: r.get(3)?,
+                    kind: r.get(4)?,
+                    prompt: r.get(5)?,
+                    options: serde_json::from_str(&opts).unwrap_or_default(),
+                    max_options: r.get(7)?,
+                    is_anonymous: r.get(8)?,
+                    is_public: r.get(9)?,
+                    raw: parse_raw(r.get(10)?),
+                    poll_token: r.get(11)?,
+                    closed_at: r.get(12)?,
+                    is_closed: r.get(13)?,
+                    is_deleted: r.get(14)?,
+                    created_at: r.get(15)?,
+                },
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(p.finish(rows))
+}
+
 pub fn delete_poll(c: &Connection, id: i64) -> rusqlite::Result<()> {
     c.execute("UPDATE polls SET is_deleted = 1 WHERE id = ?1", [id])?;
     Ok(())

@@ -775,6 +775,9 @@ fn polls_answer_and_close_by_time_once() {
     assert_eq!(got.body["data"]["is_closed"], true);
     assert!(got.body["data"].get("poll_token").is_none());
     assert_eq!(w.s.get("/v1/users/me/polls", Some(&w.alice)).body["data"][0]["id"], pid.as_str());
+    let answered = w.s.get("/v1/users/me/polls/responses", Some(&w.bob));
+    assert_eq!(answered.body["data"][0]["id"], pid.as_str(), "{}", answered.body);
+    assert_eq!(w.s.get("/v1/users/me/polls/responses", Some(&w.alice)).body["data"], json!([]));
     assert_eq!(
         w.s.get(&format!("/v1/polls?ids={pid}"), Some(&w.carol)).body["data"].as_array().unwrap().len(),
         1

@@ -66,6 +66,7 @@ pub const ROUTES: &[Route] = &[
     ("POST", "/v1/polls", polls::create),
     ("GET", "/v1/polls", polls::get_many),
     ("GET", "/v1/users/me/polls", polls::mine),
+    ("GET", "/v1/users/me/polls/responses", polls::answered),
     ("GET", "/v1/polls/{}", polls::get_one),
     ("DELETE", "/v1/polls/{}", polls::delete),
     ("PUT", "/v1/polls/{}/response", polls::respond),

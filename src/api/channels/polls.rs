@@ -219,6 +219,24 @@ pub fn mine(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     Ok(Resp::with_meta(200, page_meta(&keys, more), Value::Array(list)))
 }
 
+/// `GET /v1/users/me/polls/responses`: polls the caller answered, with
+/// `pagination_id`.
+pub fn answered(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let (uid, _) = poller(ctx, req)?;
+    let pg = page(req)?;
+    let (list, keys, more) = ctx.db.read(|c| {
+        let (rows, more) = store::polls_answered(c, uid, &pg)?;
+        let mut out = Vec::new();
+        for (key, p) in &rows {
+            let mut v = value(c, ctx, p, uid, &Opts::from_req(req))?;
+            v["pagination_id"] = json!(key.to_string());
+            out.push(v);
+        }
+        Ok((out, rows.iter().map(|r| r.0).collect::<Vec<_>>(), more))
+    })?;
+    Ok(Resp::with_meta(200, page_meta(&keys, more), Value::Array(list)))
+}
+
 fn answer(ctx: &Ctx, req: &Req, raw_id: &str, positions: Vec<i64>) -> ApiResult<Resp> {
     let (uid, _) = poller(ctx, req)?;
     let v = ctx.db.write(|tx| {
