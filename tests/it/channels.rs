@@ -55,15 +55,10 @@ impl W {
         loop {
             assert!(start.elapsed() < DEADLINE, "the stream never started delivering");
             let id = self.file(user_token, "ready.txt", b"r")["id"].clone();
-            loop {
-                match ws.next() {
-                    WsNext::Json(v) if v["meta"]["type"] == "file" && v["meta"]["id"] == id => {
-                        ws.set_timeout(DEADLINE);
-                        return ws;
-                    }
-                    WsNext::Json(_) => continue,
-                    WsNext::Timeout => break,
-                    other => panic!("stream closed while starting: {other:?}"),
+            while let Some(v) = read_ev(&mut ws) {
+                if v["meta"]["type"] == "file" && v["meta"]["id"] == id {
+                    ws.set_timeout(DEADLINE);
+                    return ws;
                 }
             }
         }
@@ -85,7 +80,7 @@ impl W {
     /// A sentinel event `ws` must see next: a file event for `token`'s user.
     fn sentinel(&self, token: &str, ws: &mut Ws) {
         let id = self.file(token, "sentinel.txt", b"x")["id"].clone();
-        let ev = ws.next_event();
+        let ev = next_ev(ws);
         assert_eq!(ev["meta"]["type"], "file", "expected the sentinel, got {ev}");
         assert_eq!(ev["meta"]["id"], id, "expected the sentinel, got {ev}");
     }
@@ -526,7 +521,7 @@ fn events_arrive_once_with_their_meta() {
         "raw": {"io.pnut.core.chat-settings": [{"name": "Lobby", "description": {"text": "hi @bob"}}]}}),
     );
     let cid = ch["id"].as_str().unwrap().to_string();
-    let ev = a.next_event();
+    let ev = next_ev(&mut a);
     assert_eq!(keys(&ev["meta"]), ["id", "timestamp", "type"]);
     assert_eq!(
         (ev["meta"]["type"].as_str(), ev["meta"]["id"].as_str()),
@@ -537,13 +532,13 @@ fn events_arrive_once_with_their_meta() {
         ev["data"]["raw"]["io.pnut.core.chat-settings"][0]["description"]["entities"]["mentions"][0]["id"],
         bob_id.as_str()
     );
-    let ev = a.next_event();
+    let ev = next_ev(&mut a);
     assert_eq!(ev["meta"]["type"], "channel_subscription");
     assert_eq!(ev["data"]["user"]["username"], "alice");
     assert_eq!(ev["data"]["channel"]["id"], cid.as_str());
     // message created: [message] with the chat meta.
     let m = w.message(&w.bob, &cid, "hello");
-    let ev = a.next_event();
+    let ev = next_ev(&mut a);
     assert_eq!(
         keys(&ev["meta"]),
         [
@@ -569,7 +564,7 @@ fn events_arrive_once_with_their_meta() {
         Some(&w.alice),
         None,
     );
-    let ev = a.next_event();
+    let ev = next_ev(&mut a);
     assert_eq!(ev["meta"]["type"], "message");
     assert_eq!(ev["meta"]["is_deleted"], true);
     assert!(ev["meta"].get("subscribed_user_ids").is_none());
@@ -581,7 +576,7 @@ fn events_arrive_once_with_their_meta() {
         Some(&w.alice),
         json!({"raw": {"com.example.t": [{"v": 1}]}}),
     );
-    let ev = a.next_event();
+    let ev = next_ev(&mut a);
     assert_eq!(ev["meta"]["type"], "channel");
     assert_eq!(ev["data"]["raw"]["com.example.t"], json!([{"v": 1}]));
     // channel presence: [presence].
@@ -591,18 +586,18 @@ fn events_arrive_once_with_their_meta() {
         Some(&w.alice),
         json!({"presence": "here"}),
     );
-    let ev = a.next_event();
+    let ev = next_ev(&mut a);
     assert_eq!(ev["meta"]["type"], "user_channel_presence");
     assert_eq!(ev["data"][0]["presence"], "here");
     assert_eq!(ev["data"][0]["channel_id"], cid.as_str());
     // unsubscribe: is_deleted.
     w.s.call("DELETE", &format!("/v1/channels/{cid}/subscribe"), Some(&w.alice), None);
-    let ev = a.next_event();
+    let ev = next_ev(&mut a);
     assert_eq!(ev["meta"]["type"], "channel_subscription");
     assert_eq!(ev["meta"]["is_deleted"], true);
     // file created / updated / deleted.
     let f = w.file(&w.alice, "f.txt", b"abc");
-    let ev = a.next_event();
+    let ev = next_ev(&mut a);
     assert_eq!(keys(&ev["meta"]), ["id", "timestamp", "type"]);
     assert_eq!((ev["meta"]["type"].as_str(), &ev["meta"]["id"]), (Some("file"), &f["id"]));
     w.s.json(
@@ -611,9 +606,9 @@ fn events_arrive_once_with_their_meta() {
         Some(&w.alice),
         json!({"name": "g.txt"}),
     );
-    assert_eq!(a.next_event()["data"]["name"], "g.txt");
+    assert_eq!(next_ev(&mut a)["data"]["name"], "g.txt");
     w.s.call("DELETE", &format!("/v1/files/{}", f["id"].as_str().unwrap()), Some(&w.alice), None);
-    assert_eq!(a.next_event()["meta"]["is_deleted"], true);
+    assert_eq!(next_ev(&mut a)["meta"]["is_deleted"], true);
     // poll created and deleted.
     let r = w.s.json(
         "POST",
@@ -622,7 +617,7 @@ fn events_arrive_once_with_their_meta() {
         json!({"type": "x.p", "prompt": "?", "options": [{"text": "a"}, {"text": "b"}], "duration": 60}),
     );
     assert_eq!(r.status, 201, "{}", r.body);
-    let ev = a.next_event();
+    let ev = next_ev(&mut a);
     assert_eq!(ev["meta"]["type"], "poll");
     assert_eq!(ev["data"]["poll"]["id"], r.body["data"]["id"]);
     assert_eq!(ev["data"]["user"]["username"], "alice");
@@ -632,7 +627,7 @@ fn events_arrive_once_with_their_meta() {
         Some(&w.alice),
         None,
     );
-    let ev = a.next_event();
+    let ev = next_ev(&mut a);
     assert_eq!(
         keys(&ev["meta"]),
         ["id", "is_deleted", "subscribed_user_ids", "suppress_notifications", "timestamp", "type"]
@@ -661,7 +656,7 @@ fn leak_matrix_apps_see_only_channels_their_users_may_read() {
     );
     assert_error(&w.s.call("PUT", &format!("/v1/channels/{cid}/subscribe"), Some(&w.bob), None), 403, "read");
     let types: Vec<String> =
-        (0..5).map(|_| a.next_event()["meta"]["type"].as_str().unwrap().to_string()).collect();
+        (0..5).map(|_| next_ev(&mut a)["meta"]["type"].as_str().unwrap().to_string()).collect();
     assert_eq!(types, ["channel", "channel_subscription", "message", "user_channel_presence", "message"]);
     w.sentinel(&w.alice, &mut a);
     w.sentinel(&w.bob, &mut b);
@@ -671,25 +666,25 @@ fn leak_matrix_apps_see_only_channels_their_users_may_read() {
         w.channel(&w.alice, json!({"type": "com.example.shared", "acl": {"read": {"user_ids": [bob_id]}}}));
     let sid = shared["id"].as_str().unwrap().to_string();
     w.message(&w.alice, &sid, "for bob");
-    let ev = b.next_event();
+    let ev = next_ev(&mut b);
     assert_eq!(
         (ev["meta"]["type"].as_str(), ev["meta"]["id"].as_str()),
         (Some("channel"), Some(sid.as_str()))
     );
-    assert_eq!(b.next_event()["meta"]["type"], "message", "the creator's subscription is alice's, not B's");
+    assert_eq!(next_ev(&mut b)["meta"]["type"], "message", "the creator's subscription is alice's, not B's");
     w.sentinel(&w.bob, &mut b);
     w.sentinel(&w.carol, &mut c);
     // A channel any user may read reaches B (messages) but not C.
     let open = w.channel(&w.alice, json!({"type": "com.example.open", "acl": {"read": {"any_user": true}}}));
-    assert_eq!(b.next_event()["meta"]["id"], open["id"]);
+    assert_eq!(next_ev(&mut b)["meta"]["id"], open["id"]);
     w.sentinel(&w.bob, &mut b);
     w.sentinel(&w.carol, &mut c);
     // bob's subscription goes to B only.
     w.s.call("PUT", &format!("/v1/channels/{sid}/subscribe"), Some(&w.bob), None);
-    assert_eq!(b.next_event()["meta"]["type"], "channel_subscription");
+    assert_eq!(next_ev(&mut b)["meta"]["type"], "channel_subscription");
     // A saw all of these, in order, once.
     for expected in ["channel", "channel_subscription", "message", "channel", "channel_subscription"] {
-        assert_eq!(a.next_event()["meta"]["type"], expected);
+        assert_eq!(next_ev(&mut a)["meta"]["type"], expected);
     }
     w.sentinel(&w.alice, &mut a);
     w.sentinel(&w.carol, &mut c);
@@ -719,7 +714,7 @@ fn polls_answer_and_close_by_time_once() {
         json!({"text": "coffee", "position": 2, "is_your_response": false, "respondents": 0, "respondent_ids": []})
     );
     assert!(poll["poll_token"].is_string());
-    assert_eq!(a.next_event()["meta"]["type"], "poll");
+    assert_eq!(next_ev(&mut a)["meta"]["type"], "poll");
     // Bad answers: 400 naming the field, nothing written.
     let resp = format!("/v1/polls/{pid}/response");
     assert_error(
@@ -753,17 +748,17 @@ fn polls_answer_and_close_by_time_once() {
     let r = w.s.json("PUT", &resp, Some(&w.bob), json!({"positions": [2]}));
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["data"]["options"][1]["is_your_response"], true);
-    let ev = b.next_event();
+    let ev = next_ev(&mut b);
     assert_eq!(
         (ev["meta"]["type"].as_str(), ev["data"]["user"]["username"].as_str()),
         (Some("poll"), Some("bob"))
     );
-    assert_eq!(a.next_event()["data"]["user"]["username"], "bob");
+    assert_eq!(next_ev(&mut a)["data"]["user"]["username"], "bob");
     let r = w.s.call("PUT", &format!("{resp}/1"), Some(&w.bob), None);
     assert_eq!(r.body["data"]["options"][0]["is_your_response"], true, "{}", r.body);
     // The close event: once, to both, with is_closed and the respondents.
     for ws in [&mut a, &mut b] {
-        let ev = ws.next_event();
+        let ev = next_ev(ws);
         assert_eq!(ev["meta"]["type"], "poll", "{ev}");
         assert_eq!(ev["meta"]["is_closed"], true);
         assert_eq!(ev["meta"]["subscribed_user_ids"], json!([w.ids[1]]));
@@ -888,4 +883,37 @@ fn files_upload_read_update_and_cap() {
     let r = w.s.call("DELETE", &format!("/v1/files/{fid}"), Some(&w.alice), None);
     assert_eq!(r.body["data"]["is_deleted"], true);
     assert_error(&w.s.get(&format!("/v1/files/{fid}"), Some(&w.alice)), 404, "File");
+}
+
+/// The next frame with a `meta.type` (an event), or `None` when the read
+/// timeout passes. Unlike `Ws::next`, an interrupted read (EINTR: the test
+/// process gets signals as servers and admin commands exit) is retried
+/// rather than taken for a closed connection.
+fn read_ev(ws: &mut Ws) -> Option<Value> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < DEADLINE {
+        match ws.0.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                let v: Value = serde_json::from_str(&t).expect("JSON frame");
+                if v["meta"].get("type").is_some() {
+                    return Some(v);
+                }
+            }
+            Ok(tungstenite::Message::Close(c)) => panic!("the stream closed: {c:?}"),
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+            {
+                return None
+            }
+            Err(e) => panic!("the stream failed: {e}"),
+        }
+    }
+    None
+}
+
+/// The next event, within DEADLINE.
+fn next_ev(ws: &mut Ws) -> Value {
+    read_ev(ws).expect("an event within the deadline")
 }
