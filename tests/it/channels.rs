@@ -522,7 +522,7 @@ fn events_arrive_once_with_their_meta() {
     );
     let cid = ch["id"].as_str().unwrap().to_string();
     let ev = next_ev(&mut a);
-    assert_eq!(keys(&ev["meta"]), ["id", "timestamp", "type"]);
+    assert_eq!(keys(&ev["meta"]), ["id", "position", "timestamp", "type"]);
     assert_eq!(
         (ev["meta"]["type"].as_str(), ev["meta"]["id"].as_str()),
         (Some("channel"), Some(cid.as_str()))
@@ -545,6 +545,7 @@ fn events_arrive_once_with_their_meta() {
             "channel_name",
             "channel_type",
             "id",
+            "position",
             "subscribed_user_ids",
             "suppress_notifications",
             "timestamp",
@@ -598,7 +599,7 @@ fn events_arrive_once_with_their_meta() {
     // file created / updated / deleted.
     let f = w.file(&w.alice, "f.txt", b"abc");
     let ev = next_ev(&mut a);
-    assert_eq!(keys(&ev["meta"]), ["id", "timestamp", "type"]);
+    assert_eq!(keys(&ev["meta"]), ["id", "position", "timestamp", "type"]);
     assert_eq!((ev["meta"]["type"].as_str(), &ev["meta"]["id"]), (Some("file"), &f["id"]));
     w.s.json(
         "PUT",
@@ -630,7 +631,15 @@ fn events_arrive_once_with_their_meta() {
     let ev = next_ev(&mut a);
     assert_eq!(
         keys(&ev["meta"]),
-        ["id", "is_deleted", "subscribed_user_ids", "suppress_notifications", "timestamp", "type"]
+        [
+            "id",
+            "is_deleted",
+            "position",
+            "subscribed_user_ids",
+            "suppress_notifications",
+            "timestamp",
+            "type"
+        ]
     );
     // Nothing was sent twice: the next event is the sentinel.
     w.sentinel(&w.alice, &mut a);
