@@ -1048,8 +1048,11 @@ pub fn close_due_polls(db: &Db, api_url: &str) -> ApiResult<usize> {
         for p in &due {
             tx.execute("UPDATE polls SET is_closed = 1 WHERE id = ?1", [p.id])?;
             let closed = PollRow { is_closed: true, ..p.clone() };
-            let subs: Vec<String> = poll_respondents(tx, p.id)?.iter().map(i64::to_string).collect();
-            let extra = json!({"is_closed": true, "subscribed_user_ids": subs, "suppress_notifications": []});
+            let respondents = poll_respondents(tx, p.id)?;
+            let subs: Vec<String> = respondents.iter().map(i64::to_string).collect();
+            let quiet = suppressed(tx, p.user_id, &respondents)?;
+            let extra =
+                json!({"is_closed": true, "subscribed_user_ids": subs, "suppress_notifications": quiet});
             emit_poll(tx, api_url, &closed, p.user_id, extra)?;
         }
         Ok(due.len())
@@ -1103,6 +1106,22 @@ pub fn start_poll_closer(
     })
     .map_err(|e| e.to_string())?;
     Ok(h)
+}
+
+/// Those of `candidates` (other than `actor`) who muted or blocked `actor`:
+/// an event's `suppress_notifications`, as id strings.
+pub fn suppressed(c: &Connection, actor: i64, candidates: &[i64]) -> rusqlite::Result<Vec<String>> {
+    let mut st = c.prepare_cached(
+        "SELECT EXISTS(SELECT 1 FROM mutes WHERE user_id = ?1 AND muted_id = ?2)
+             OR EXISTS(SELECT 1 FROM blocks WHERE user_id = ?1 AND blocked_id = ?2)",
+    )?;
+    let mut out = Vec::new();
+    for u in candidates.iter().filter(|u| **u != actor) {
+        if st.query_row(params![u, actor], |r| r.get::<_, bool>(0))? {
+            out.push(u.to_string());
+        }
+    }
+    Ok(out)
 }
 
 /// Ids of users (helper for `ids=` lists of any type).

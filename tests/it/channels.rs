@@ -20,7 +20,7 @@ struct W {
     tc: String,
 }
 
-const SCOPES: &str = "messages,files,polls,stream";
+const SCOPES: &str = "messages,files,polls,stream,follow";
 
 fn world() -> W {
     world_with(&[])
@@ -536,7 +536,10 @@ fn events_arrive_once_with_their_meta() {
     assert_eq!(ev["meta"]["type"], "channel_subscription");
     assert_eq!(ev["data"]["user"]["username"], "alice");
     assert_eq!(ev["data"]["channel"]["id"], cid.as_str());
-    // message created: [message] with the chat meta.
+    // message created: [message] with the chat meta; alice muted bob, so
+    // she is in suppress_notifications.
+    let r = w.s.call("PUT", &format!("/v1/users/{bob_id}/mute"), Some(&w.alice), None);
+    assert_eq!(r.status, 200, "{}", r.body);
     let m = w.message(&w.bob, &cid, "hello");
     let ev = next_ev(&mut a);
     assert_eq!(
@@ -555,6 +558,7 @@ fn events_arrive_once_with_their_meta() {
     assert_eq!(ev["meta"]["channel_type"], "io.pnut.core.chat");
     assert_eq!(ev["meta"]["channel_name"], "Lobby");
     assert_eq!(ev["meta"]["subscribed_user_ids"], json!([w.ids[0]]));
+    assert_eq!(ev["meta"]["suppress_notifications"], json!([w.ids[0]]));
     assert_eq!(ev["meta"]["id"], m["id"]);
     assert_eq!(ev["data"].as_array().unwrap().len(), 1);
     assert_eq!(ev["data"][0]["content"]["text"], "hello");

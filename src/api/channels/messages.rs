@@ -56,9 +56,10 @@ fn rendered(mut v: Value, opts: &Opts) -> Value {
 /// `channel_name` (chat rooms), and on create `subscribed_user_ids` and
 /// `suppress_notifications`; on delete `is_deleted`.
 fn emit_message(tx: &mut Tx, api_url: &str, ch: &ChannelRow, m: &MessageRow, deleted: bool) -> ApiResult<()> {
+    let subscribers = store::subscriber_ids(tx, ch.id)?;
     let mut meta = json!({
         "timestamp": now(), "id": m.id.to_string(), "type": "message", "channel_type": ch.kind,
-        "suppress_notifications": [],
+        "suppress_notifications": store::suppressed(tx, m.user_id, &subscribers)?,
     });
     if ch.kind == CHAT {
         if let Some(n) = ch.chat_name() {
@@ -68,7 +69,7 @@ fn emit_message(tx: &mut Tx, api_url: &str, ch: &ChannelRow, m: &MessageRow, del
     if deleted {
         meta["is_deleted"] = json!(true);
     } else {
-        let subs: Vec<String> = store::subscriber_ids(tx, ch.id)?.iter().map(i64::to_string).collect();
+        let subs: Vec<String> = subscribers.iter().map(i64::to_string).collect();
         meta["subscribed_user_ids"] = json!(subs);
     }
     let data = json!([message_value(tx, api_url, m)?]);
