@@ -116,6 +116,13 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
             .map_err(|e| e.to_string())?,
         );
     }
+    // Polls close at closed_at: those that came due while the server was
+    // down are closed (with their events) before serving, then a thread.
+    threads.push(crate::storage::channels::start_poll_closer(
+        db.clone(),
+        ctx.api_url.clone(),
+        stopping.clone(),
+    )?);
     threads.push(transport::start_listener(
         stream_listener,
         ctx.clone(),

@@ -1,6 +1,8 @@
 //! Our view of an HTTP request and response, independent of tiny_http:
 //! query and body parsing with clear 400s, the pnut envelope on the way out.
 
+pub mod multipart;
+
 use crate::error::{ApiError, ApiResult};
 use crate::util::parse_query;
 use serde_json::{json, Map, Value};

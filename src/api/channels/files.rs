@@ -1,0 +1,319 @@
+//! Files: multipart upload (as pnutpy sends it: part `content` plus
+//! `type`, `name`, `kind`, `is_public`), JSON placeholders, metadata
+//! updates, content upload, delete, lists. Content is stored in SQLite and
+//! capped by `--max-body`. Every change emits a `file` event to the owner's
+//! apps holding the `files` scope.
+
+use super::{bool_field, id_list, page, page_meta};
+use crate::api::users::merge_raw;
+use crate::api::{parse_id, Ctx};
+use crate::auth;
+use crate::error::{ApiError, ApiResult};
+use crate::event::{Audience, NewEvent, ObjType};
+use crate::http::multipart;
+use crate::http::{Req, Resp};
+use crate::model::{prune, Kind, Opts};
+use crate::storage::channels::{self as store, FileRow, NewFile};
+use crate::storage::Tx;
+use crate::util::{iso8601, now};
+use rusqlite::Connection;
+use serde_json::{json, Map, Value};
+
+const KINDS: [&str; 4] = ["image", "audio", "video", "other"];
+
+fn filer(ctx: &Ctx, req: &Req) -> ApiResult<(i64, i64)> {
+    let (p, uid) = auth::user(&ctx.db, req, None)?;
+    if !["files", "write_post", "messages"].iter().any(|s| auth::has_scope(&p.scopes, s)) {
+        return Err(ApiError::forbidden("This endpoint requires the 'files' scope"));
+    }
+    Ok((uid, p.app.id))
+}
+
+/// The full file object; `file_token` only for the owner.
+fn file_value(c: &Connection, api_url: &str, f: &FileRow, owner_view: bool) -> ApiResult<Value> {
+    let mut v = json!({
+        "id": f.id.to_string(),
+        "type": f.kind_type,
+        "kind": f.kind,
+        "name": f.name,
+        "created_at": iso8601(f.created_at),
+        "is_complete": f.size.is_some(),
+        "is_public": f.is_public,
+        "user": store::user_json_by_id(c, api_url, f.user_id)?,
+        "source": store::source_json(c, f.app_id)?,
+        "raw": f.raw,
+    });
+    if let Some(size) = f.size {
+        let url = format!("{api_url}/v1/files/{}/content", f.id);
+        v["mime_type"] = json!(f.mime_type.clone().unwrap_or_else(|| "application/octet-stream".into()));
+        v["size"] = json!(size);
+        v["total_size"] = json!(size);
+        v["sha256"] = json!(f.sha256);
+        v["url"] = json!(url);
+        v["url_expires_at"] = json!(iso8601(now() + 3600));
+        if f.is_public {
+            v["url_short"] = json!(url);
+        }
+    }
+    if f.is_deleted {
+        v["is_deleted"] = json!(true);
+    }
+    if owner_view {
+        v["file_token"] = json!(f.file_token);
+    }
+    Ok(v)
+}
+
+fn emit_file(tx: &mut Tx, api_url: &str, f: &FileRow) -> ApiResult<()> {
+    let mut meta = json!({"timestamp": now(), "id": f.id.to_string(), "type": "file"});
+    if f.is_deleted {
+        meta["is_deleted"] = json!(true);
+    }
+    let data = file_value(tx, api_url, f, true)?;
+    tx.emit(NewEvent {
+        kind: ObjType::File,
+        audience: Audience::Users { users: vec![f.user_id], scopes: vec!["files".into()] },
+        auth: None,
+        envelope: json!({"meta": meta, "data": data}),
+    })
+}
+
+fn render(mut v: Value, req: &Req) -> Value {
+    prune(&mut v, Kind::File, &Opts::from_req(req));
+    v
+}
+
+/// Form fields and the `content` part of a multipart body.
+struct Upload<'a> {
+    fields: Map<String, Value>,
+    content: Option<(&'a [u8], Option<String>, Option<String>)>,
+}
+
+fn upload(req: &Req) -> ApiResult<Upload<'_>> {
+    if req.content_type().as_deref() != Some("multipart/form-data") {
+        return Ok(Upload { fields: req.params()?, content: None });
+    }
+    let b = multipart::boundary(req.header("content-type").unwrap_or(""))
+        .ok_or_else(|| ApiError::bad_request("Content-Type: multipart/form-data needs a boundary"))?;
+    let parts = multipart::parse(&req.body, &b).map_err(ApiError::bad_request)?;
+    let mut up = Upload { fields: Map::new(), content: None };
+    for p in parts {
+        if p.name == "content" {
+            up.content = Some((p.data, p.filename, p.content_type));
+        } else {
+            let text = String::from_utf8_lossy(p.data).into_owned();
+            let v = if p.name == "raw" {
+                serde_json::from_str(&text).map_err(|_| ApiError::bad_request("raw: must be JSON"))?
+            } else {
+                json!(text)
+            };
+            up.fields.insert(p.name, v);
+        }
+    }
+    Ok(up)
+}
+
+fn text_field(m: &Map<String, Value>, name: &str, max: usize) -> ApiResult<Option<String>> {
+    match m.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(format!("{name}: a string of at most {max} characters"))),
+    }
+}
+
+pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let (uid, app_id) = filer(ctx, req)?;
+    let up = upload(req)?;
+    let f = &up.fields;
+    let kind_type = text_field(f, "type", 128)?.filter(|t| !t.is_empty());
+    let kind_type = kind_type.ok_or_else(|| ApiError::bad_request("type: required"))?;
+    if !kind_type.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+        return Err(ApiError::bad_request("type: letters, digits, '_', '.', '-'"));
+    }
+    let mime = text_field(f, "mime_type", 128)?.or_else(|| up.content.as_ref().and_then(|c| c.2.clone()));
+    let kind = match text_field(f, "kind", 16)? {
+        Some(k) if KINDS.contains(&k.as_str()) => k,
+        Some(k) => {
+            return Err(ApiError::bad_request(format!(
+                "kind: '{k}' is not one of image, audio, video, other"
+            )))
+        }
+        None => {
+            let top = mime.as_deref().and_then(|m| m.split('/').next()).unwrap_or("");
+            if KINDS.contains(&top) {
+                top.to_string()
+            } else {
+                "other".into()
+            }
+        }
+    };
+    let name = text_field(f, "name", 256)?
+        .or_else(|| up.content.as_ref().and_then(|c| c.1.clone()))
+        .unwrap_or_else(|| "file".into());
+    let is_public = bool_field(f, "is_public")?.unwrap_or(false);
+    let raw = match f.get("raw") {
+        None | Some(Value::Null) => json!({}),
+        Some(r) => merge_raw(&json!({}), r)?,
+    };
+    let v = ctx.db.write(|tx| {
+        let file = store::insert_file(
+            tx,
+            &NewFile {
+                user_id: uid,
+                app_id,
+                kind_type: &kind_type,
+                kind: &kind,
+                name: &name,
+                mime_type: mime.as_deref(),
+                is_public,
+                raw: &raw,
+                content: up.content.as_ref().map(|c| c.0),
+            },
+        )?;
+        emit_file(tx, &ctx.api_url, &file)?;
+        file_value(tx, &ctx.api_url, &file, true)
+    })?;
+    Ok(Resp::data(201, render(v, req)))
+}
+
+fn find_file(c: &Connection, raw: &str) -> ApiResult<FileRow> {
+    let id = parse_id("file_id", raw)?;
+    store::file(c, id)?
+        .filter(|f| !f.is_deleted)
+        .ok_or_else(|| ApiError::not_found(format!("File not found: {id}")))
+}
+
+/// The owner, anyone for public files, or the holder of `file_token`.
+fn may_see(f: &FileRow, uid: i64, req: &Req) -> bool {
+    f.user_id == uid || f.is_public || req.param("file_token") == Some(f.file_token.as_str())
+}
+
+fn owned_file(c: &Connection, raw: &str, uid: i64) -> ApiResult<FileRow> {
+    let f = find_file(c, raw)?;
+    if f.user_id != uid {
+        return Err(ApiError::forbidden("Only the file's owner may change it"));
+    }
+    Ok(f)
+}
+
+pub fn get_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let (uid, _) = filer(ctx, req)?;
+    let v = ctx.db.read(|c| {
+        let f = find_file(c, p[0])?;
+        if !may_see(&f, uid, req) {
+            return Err(ApiError::forbidden("file_token: required for another user's private file"));
+        }
+        file_value(c, &ctx.api_url, &f, f.user_id == uid)
+    })?;
+    Ok(Resp::ok(render(v, req)))
+}
+
+pub fn get_many(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let (uid, _) = filer(ctx, req)?;
+    let ids = id_list(req, 200)?;
+    let list = ctx.db.read(|c| {
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(f) = store::file(c, id)?.filter(|f| !f.is_deleted && may_see(f, uid, req)) {
+                out.push(render(file_value(c, &ctx.api_url, &f, f.user_id == uid)?, req));
+            }
+        }
+        Ok(out)
+    })?;
+    Ok(Resp::ok(Value::Array(list)))
+}
+
+pub fn mine(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let (uid, _) = filer(ctx, req)?;
+    let pg = page(req)?;
+    let (list, keys, more) = ctx.db.read(|c| {
+        let (rows, more) = store::files_of(c, uid, &pg)?;
+        let mut out = Vec::new();
+        for f in &rows {
+            out.push(render(file_value(c, &ctx.api_url, f, true)?, req));
+        }
+        Ok((out, rows.iter().map(|f| f.id).collect::<Vec<_>>(), more))
+    })?;
+    Ok(Resp::with_meta(200, page_meta(&keys, more), Value::Array(list)))
+}
+
+/// `name`, `is_public`, `raw` (named types replaced, `[]` deletes).
+pub fn update(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let (uid, _) = filer(ctx, req)?;
+    let body = req.params()?;
+    let name = text_field(&body, "name", 256)?;
+    let is_public = bool_field(&body, "is_public")?;
+    let v = ctx.db.write(|tx| {
+        let mut f = owned_file(tx, p[0], uid)?;
+        if let Some(n) = &name {
+            f.name = n.clone();
+        }
+        if let Some(b) = is_public {
+            f.is_public = b;
+        }
+        if let Some(r) = body.get("raw").filter(|r| !r.is_null()) {
+            f.raw = merge_raw(&f.raw, r)?;
+        }
+        store::save_file(tx, &f)?;
+        emit_file(tx, &ctx.api_url, &f)?;
+        file_value(tx, &ctx.api_url, &f, true)
+    })?;
+    Ok(Resp::ok(render(v, req)))
+}
+
+pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let (uid, _) = filer(ctx, req)?;
+    let v = ctx.db.write(|tx| {
+        let mut f = owned_file(tx, p[0], uid)?;
+        f.is_deleted = true;
+        store::save_file(tx, &f)?;
+        emit_file(tx, &ctx.api_url, &f)?;
+        file_value(tx, &ctx.api_url, &f, true)
+    })?;
+    Ok(Resp::ok(render(v, req)))
+}
+
+/// Uploads the content of a placeholder (multipart part `content`) → 204.
+pub fn put_content(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let (uid, _) = filer(ctx, req)?;
+    let up = upload(req)?;
+    let (data, _, mime) = up
+        .content
+        .ok_or_else(|| ApiError::bad_request("content: required (a multipart part named content)"))?;
+    ctx.db.write(|tx| {
+        let f = owned_file(tx, p[0], uid)?;
+        if f.size.is_some() {
+            return Err(ApiError::bad_request("file_id: this file already has its content"));
+        }
+        store::set_file_content(tx, f.id, data, mime.as_deref())?;
+        let f = store::file(tx, f.id)?.ok_or_else(ApiError::internal)?;
+        emit_file(tx, &ctx.api_url, &f)
+    })?;
+    Ok(Resp::data(204, Value::Null))
+}
+
+/// The content. spout's `Resp` carries JSON only, so until it can carry
+/// bytes the content comes base64url-encoded (unpadded) in `data.content`.
+pub fn get_content(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let (uid, _) = filer(ctx, req)?;
+    let v = ctx.db.read(|c| {
+        let f = find_file(c, p[0])?;
+        if !may_see(&f, uid, req) {
+            return Err(ApiError::forbidden("file_token: required for another user's private file"));
+        }
+        let Some(bytes) = store::file_content(c, f.id)? else {
+            return Ok(None);
+        };
+        Ok(Some(json!({
+            "mime_type": f.mime_type.unwrap_or_else(|| "application/octet-stream".into()),
+            "size": bytes.len(),
+            "encoding": "base64url",
+            "content": crate::util::base64url(&bytes),
+        })))
+    })?;
+    Ok(match v {
+        Some(v) => Resp::ok(v),
+        // pnut answers 204 for a file that has no content yet.
+        None => Resp::data(204, Value::Null),
+    })
+}
