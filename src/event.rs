@@ -165,8 +165,16 @@ impl Audience {
         F: Fn(i64) -> Option<&'a [String]>,
         I: IntoIterator<Item = &'a [String]>,
     {
+        // Scopes cover as in `auth::has_scope`: `x:type` counts as `x`, and
+        // `messages` covers `public_messages`.
         let covers = |have: &[String], want: &[String]| {
-            want.is_empty() || want.iter().any(|w| have.iter().any(|h| h == w))
+            want.is_empty()
+                || want.iter().any(|w| {
+                    have.iter().any(|h| {
+                        let base = h.split(':').next().unwrap_or(h);
+                        base == w || (w == "public_messages" && base == "messages")
+                    })
+                })
         };
         match self {
             Audience::Public => true,
@@ -209,6 +217,12 @@ mod tests {
         assert!(!admits(&u1m, 7, &g));
         let u2m = Audience::Users { users: vec![3, 2], scopes: vec!["messages".into()] };
         assert!(admits(&u2m, 7, &g));
+        let mut ext = g.clone();
+        ext.insert(3, vec!["messages:io.pnut.core.pm".to_string()]);
+        let u3 = Audience::Users { users: vec![3], scopes: vec!["messages".into()] };
+        assert!(admits(&u3, 7, &ext), "an extended scope counts as its base");
+        let public = Audience::Users { users: vec![2], scopes: vec!["public_messages".into()] };
+        assert!(admits(&public, 7, &g), "messages covers public_messages");
         let any = Audience::AnyUser { scopes: vec!["messages".into()] };
         assert!(admits(&any, 7, &g));
         assert!(!admits(&any, 7, &none));

@@ -332,6 +332,8 @@ impl Ws {
                     return WsNext::Closed(c.map(|f| (u16::from(f.code), f.reason.to_string())))
                 }
                 Ok(_) => continue,
+                // A signal interrupted the read (EINTR): read again.
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(tungstenite::Error::Io(e))
                     if e.kind() == std::io::ErrorKind::WouldBlock
                         || e.kind() == std::io::ErrorKind::TimedOut =>
