@@ -106,6 +106,9 @@ pub struct Outlet {
     slot: Mutex<Option<Slot>>,
     /// The hub has registered this outlet (it now gets or holds events).
     pub joined: AtomicBool,
+    /// `OutState::sent`, readable without the lock (a new connection on the
+    /// same stream starts after what this one already wrote).
+    sent: AtomicI64,
 }
 
 impl Outlet {
@@ -121,6 +124,7 @@ impl Outlet {
             max_backlog,
             slot: Mutex::new(Some(slot)),
             joined: AtomicBool::new(false),
+            sent: AtomicI64::new(0),
         }))
     }
 
@@ -148,6 +152,12 @@ impl Outlet {
     /// Writes queued bytes, then `extra`, without blocking; whatever does
     /// not fit is queued (a partly written frame keeps its offset).
     fn write_locked(&self, st: &mut OutState, extra: &[Tagged]) -> Wrote {
+        let r = self.write_some(st, extra);
+        self.sent.store(st.sent, Ordering::SeqCst);
+        r
+    }
+
+    fn write_some(&self, st: &mut OutState, extra: &[Tagged]) -> Wrote {
         if st.broken {
             return Wrote::Failed;
         }
@@ -315,7 +325,7 @@ impl Outlet {
 
     /// The highest event seq fully written to the socket.
     pub fn sent_seq(&self) -> i64 {
-        self.lock().sent
+        self.sent.load(Ordering::SeqCst)
     }
 
     /// Replay: starts a round. Everything the hub handled up to the returned
@@ -343,6 +353,7 @@ impl Outlet {
             .collect();
         st.held_bytes = 0;
         st.sent = st.sent.max(replayed);
+        self.sent.store(st.sent, Ordering::SeqCst);
         if !held.is_empty() {
             if st.queue.is_empty() {
                 let _ = self.write_locked(&mut st, &held);
@@ -453,6 +464,8 @@ struct Shared {
     last_seq: AtomicI64,
     /// Stream id → highest seq written to one of its connections.
     cursors: Mutex<HashMap<i64, i64>>,
+    /// Stream id → its live connections' outlets.
+    live: Mutex<HashMap<i64, Vec<Arc<Outlet>>>>,
     delivered: AtomicU64,
     slow_disconnects: AtomicU64,
 }
@@ -550,6 +563,7 @@ impl Hub {
             max_total: cfg.max_conns_total,
             last_seq: AtomicI64::new(last_seq),
             cursors: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
             delivered: AtomicU64::new(0),
             slow_disconnects: AtomicU64::new(0),
         });
@@ -633,7 +647,36 @@ impl Hub {
     /// How far a stream's live connections got (newer than the saved cursor
     /// while they run).
     pub fn cursor_of(&self, stream_id: i64) -> i64 {
-        self.shared.cursors.lock().map(|m| m.get(&stream_id).copied().unwrap_or(0)).unwrap_or(0)
+        let saved = self.shared.cursors.lock().map(|m| m.get(&stream_id).copied().unwrap_or(0)).unwrap_or(0);
+        let live = self
+            .shared
+            .live
+            .lock()
+            .map(|m| {
+                m.get(&stream_id).map(|v| v.iter().map(|o| o.sent_seq()).max().unwrap_or(0)).unwrap_or(0)
+            })
+            .unwrap_or(0);
+        saved.max(live)
+    }
+
+    /// Lists a live connection of a stream (for `cursor_of`).
+    pub fn register(&self, stream_id: i64, outlet: &Arc<Outlet>) {
+        if let Ok(mut m) = self.shared.live.lock() {
+            m.entry(stream_id).or_default().push(outlet.clone());
+        }
+    }
+
+    /// Unlists it when it ends, keeping how far it got.
+    pub fn unregister(&self, stream_id: i64, outlet: &Outlet) {
+        if let Ok(mut m) = self.shared.live.lock() {
+            if let Some(v) = m.get_mut(&stream_id) {
+                v.retain(|o| o.id != outlet.id);
+                if v.is_empty() {
+                    m.remove(&stream_id);
+                }
+            }
+        }
+        self.note_cursor(stream_id, outlet.sent_seq());
     }
 
     /// Records how far a connection got (when it ends).

@@ -309,6 +309,7 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
     // the first check and the join must not leave this connection behind.
     let mut acc = acc;
     let mut tries = 0;
+    hub.register(acc.stream.id, &outlet);
     loop {
         hub.join(Sub {
             outlet: outlet.clone(),
@@ -325,6 +326,7 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
             Ok(a) => a,
             Err(e) => {
                 hub.leave(outlet.id);
+                hub.unregister(acc.stream.id, &outlet);
                 outlet.release_slot();
                 return refuse(sock, &e);
             }
@@ -340,6 +342,7 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
     }
     if !outlet.send(out, 0) {
         hub.leave(outlet.id);
+        hub.unregister(acc.stream.id, &outlet);
         return;
     }
     log::info!(
@@ -355,6 +358,7 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
             log::error!("connection {}: cannot prepare replay: {}", outlet.id, e.message);
             outlet.release_slot();
             hub.leave(outlet.id);
+            hub.unregister(acc.stream.id, &outlet);
             return;
         }
     };
@@ -365,7 +369,7 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
     outlet.release_slot();
     hub.leave(outlet.id);
     let sent = outlet.sent_seq();
-    hub.note_cursor(acc.stream.id, sent);
+    hub.unregister(acc.stream.id, &outlet);
     let server_shutdown = outlet.closed_by_server().as_deref() == Some("shutdown");
     let auto_delete = req.flag("auto_delete", false) && !server_shutdown;
     let r = ctx.db.write(|tx| {
