@@ -697,3 +697,154 @@ fn no_gap_and_no_duplicate_across_the_replay_live_handover() {
     let got_ids: Vec<String> = got.into_iter().map(|g| g.1).collect();
     assert_eq!(got_ids, ids, "every post once, in order");
 }
+
+// ------------------------------------------------------------ more probes
+
+/// Deleting a filter a live stream uses detaches it at once: a control
+/// message, then unfiltered events.
+#[test]
+fn deleting_a_filter_detaches_it_from_an_open_connection() {
+    let f = fx();
+    let fid =
+        f.filter(&f.alice, "exclude_any", json!([cl("matches", "/data/0/content/text", json!("apple"))]));
+    f.stream_with_filter("k", &["post"], &fid);
+    let mut ws = f.connect("k", "");
+    assert_eq!(f.s.call("DELETE", &format!("/v1/filters/{fid}"), Some(&f.alice), None).status, 200);
+    let c = control(&mut ws, "stream_updated");
+    assert!(c["filter_id"].is_null(), "{c}");
+    let a = f.post("apple");
+    assert_eq!(posts(&mut ws, 1).0, [a]);
+    let g = f.s.get("/v1/streams/k", Some(&f.tok));
+    assert!(g.body["data"].get("filter").is_none(), "{}", g.body);
+}
+
+/// A websocket client whose socket has a tiny receive buffer.
+fn small_buffer_ws(addr: &str, query: &str) -> Ws {
+    use rustix::net::{connect, socket, sockopt, AddressFamily, SocketType};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    sockopt::set_socket_recv_buffer_size(&fd, 4096).unwrap();
+    let sa: std::net::SocketAddr = addr.parse().unwrap();
+    connect(&fd, &sa).unwrap();
+    let s = std::net::TcpStream::from(fd);
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let (ws, _) = tungstenite::client::client(
+        format!("ws://{addr}/v1/app?{query}"),
+        tungstenite::stream::MaybeTlsStream::Plain(s),
+    )
+    .expect("handshake");
+    let mut ws = Ws(ws);
+    ws.set_timeout(DEADLINE);
+    ws
+}
+
+/// A client that vanishes while its replay is still queued on the server:
+/// what was never written to its socket must be replayed on the next
+/// connect (the cursor only counts what was written).
+#[test]
+fn replayed_events_still_queued_when_the_client_vanishes_are_not_lost() {
+    let f = fx();
+    f.s.create_stream(&f.tok, "k", &["post"]);
+    let filler = "x".repeat(8000);
+    let n = 100;
+    let sent: Vec<String> = (0..n)
+        .map(|i| {
+            f.post_as(
+                &f.alice,
+                json!({"text": format!("p{i}"), "raw": {"com.example.fill": [{"f": filler}]}}),
+            )
+        })
+        .collect();
+    let mut ws = small_buffer_ws(&f.s.stream_addr, &format!("access_token={}&key=k&include_raw=1", f.tok));
+    let hello = ws.next_json().unwrap();
+    assert!(hello["meta"]["connection_id"].is_string(), "{hello}");
+    // Read a third of them, then crash (no close handshake).
+    let (ids, _) = posts(&mut ws, 30);
+    assert_eq!(ids, sent[..30].to_vec());
+    drop(ws);
+    // At most ~260 KB (32 events) can sit in kernel buffers; everything
+    // after that was never written and must come again.
+    let start = Instant::now();
+    let mut ws = loop {
+        let url = format!("ws://{}/v1/app?access_token={}&key=k", f.s.stream_addr, f.tok);
+        match tungstenite::connect(url) {
+            Ok((sock, _)) => {
+                let mut ws = Ws(sock);
+                ws.set_timeout(DEADLINE);
+                ws.next_json().unwrap();
+                break ws;
+            }
+            Err(_) if start.elapsed() < DEADLINE => std::thread::yield_now(),
+            Err(e) => panic!("reconnect: {e}"),
+        }
+    };
+    let marker = f.post("marker");
+    let mut got = Vec::new();
+    loop {
+        let id = post_id(&event(&mut ws));
+        if id == marker {
+            break;
+        }
+        got.push(id);
+    }
+    assert!(
+        got.len() >= 30 && got.last() == sent.last(),
+        "only {} of the last {} posts came again: {got:?}",
+        got.len(),
+        n - 30
+    );
+    let first = sent.iter().position(|s| *s == got[0]).unwrap();
+    assert_eq!(got, sent[first..].to_vec(), "consecutive, in order");
+}
+
+/// A stream update that lands while the connection is still replaying (the
+/// client reads slowly, so the replay waits on its backlog) and live events
+/// that overflow the hold meanwhile: the control message must still arrive,
+/// and an event of the newly added type must not be lost.
+#[test]
+fn a_stream_update_during_a_slow_replay_is_not_lost() {
+    let f = fx_with(&["--conn-backlog-bytes", "65536"]);
+    f.s.create_stream(&f.tok, "k", &["post"]);
+    let filler = "x".repeat(8000);
+    let big = |i: usize| json!({"text": format!("p{i}"), "raw": {"com.example.fill": [{"f": filler}]}});
+    // ~800 KB queued: more than the kernel buffers plus half the backlog, so
+    // the replay cannot finish while the client reads nothing.
+    let queued: Vec<String> = (0..100).map(|i| f.post_as(&f.alice, big(i))).collect();
+    let mut ws = small_buffer_ws(&f.s.stream_addr, &format!("access_token={}&key=k&include_raw=1", f.tok));
+    let hello = ws.next_json().unwrap();
+    assert!(hello["meta"]["connection_id"].is_string(), "{hello}");
+    let r = f.s.json("PUT", "/v1/streams/k", Some(&f.tok), json!({"object_types": ["post", "user"]}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    f.set_name(&f.alice, "New Alice");
+    // Live posts worth more than the backlog while the replay waits.
+    let live: Vec<String> = (100..110).map(|i| f.post_as(&f.alice, big(i))).collect();
+    let mut marker = f.post("marker");
+    let (mut got, mut controls, mut users) = (Vec::new(), Vec::new(), Vec::new());
+    let mut markers = 0;
+    loop {
+        let v = ws.next_json().unwrap();
+        if v["meta"].get("control").is_some() {
+            controls.push(v["meta"]["control"]["type"].as_str().unwrap_or("").to_string());
+            continue;
+        }
+        if v["meta"]["type"] == "user" {
+            users.push(v["data"]["name"].as_str().unwrap_or("").to_string());
+            continue;
+        }
+        let id = post_id(&v);
+        if id == marker {
+            if markers == 1 {
+                break;
+            }
+            // A second marker, so a control message held until the replay
+            // went live is read too.
+            marker = f.post("marker 2");
+            markers = 1;
+            continue;
+        }
+        got.push(id);
+    }
+    let all: Vec<String> = queued.into_iter().chain(live).collect();
+    assert_eq!(got, all, "every post once, in order");
+    assert_eq!(controls, ["stream_updated"], "the update's control message arrived");
+    assert_eq!(users, ["New Alice"], "the user event made after the update arrived");
+}
