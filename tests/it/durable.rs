@@ -918,3 +918,52 @@ fn chunked_transport_replays_what_was_missed() {
     let p = f.post("live");
     assert_eq!(post_id(&next()), p);
 }
+
+/// `/v1/filters` CRUD: user token only, owner's filters only, the filter
+/// object's keys, DELETE of all.
+#[test]
+fn filter_crud() {
+    let f = fx();
+    let c = cl("matches", "/data/0/content/text", json!("x"));
+    let r = f.s.json(
+        "POST",
+        "/v1/filters",
+        Some(&f.alice),
+        json!({"name": "mine", "match_policy": "include_any", "clauses": [c.clone()]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let one = r.body["data"].clone();
+    let mut keys: Vec<&str> = one.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    keys.sort();
+    assert_eq!(keys, ["clauses", "id", "match_policy", "name", "owner"]);
+    assert_eq!(one["owner"]["username"], "alice");
+    let two = f.filter(&f.alice, "exclude_all", json!([c.clone()]));
+    let bobs = f.filter(&f.bob, "include_any", json!([c.clone()]));
+    assert_eq!(
+        f.s.json("POST", "/v1/filters", Some(&f.tok), json!({})).status,
+        403,
+        "an app token is refused"
+    );
+    let list = f.s.get("/v1/filters", Some(&f.alice));
+    let ids: Vec<&str> =
+        list.body["data"].as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [one["id"].as_str().unwrap(), two.as_str()]);
+    // Update replaces name, policy and clauses.
+    let r = f.s.json(
+        "PUT",
+        &format!("/v1/filters/{two}"),
+        Some(&f.alice),
+        json!({"name": "renamed", "match_policy": "include_all", "clauses": [c.clone(), c.clone()]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["data"]["name"], "renamed");
+    assert_eq!(r.body["data"]["match_policy"], "include_all");
+    assert_eq!(r.body["data"]["clauses"].as_array().unwrap().len(), 2);
+    // bob's filter is not alice's to touch.
+    assert_eq!(f.s.call("DELETE", &format!("/v1/filters/{bobs}"), Some(&f.alice), None).status, 404);
+    let r = f.s.call("DELETE", "/v1/filters", Some(&f.alice), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 2);
+    assert_eq!(f.s.get("/v1/filters", Some(&f.alice)).body["data"], json!([]));
+    assert_eq!(f.s.get(&format!("/v1/filters/{bobs}"), Some(&f.bob)).status, 200, "bob's filter stays");
+}
