@@ -20,6 +20,20 @@ struct Fx {
     carol: String,
 }
 
+impl Drop for Fx {
+    /// On a failure, the server's log (its last lines) helps tell why.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.s.kill_log();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "--- server log (last 40 lines) ---\n{}",
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
+        }
+    }
+}
+
 fn fx_with(flags: &[&str]) -> Fx {
     let s = Server::start_with(flags);
     for u in ["alice", "bob", "carol"] {
@@ -966,4 +980,37 @@ fn filter_crud() {
     assert_eq!(r.body["data"].as_array().unwrap().len(), 2);
     assert_eq!(f.s.get("/v1/filters", Some(&f.alice)).body["data"], json!([]));
     assert_eq!(f.s.get(&format!("/v1/filters/{bobs}"), Some(&f.bob)).status, 200, "bob's filter stays");
+}
+
+/// A position beyond the end of the log (a client's stale state from
+/// another database, a typo) must not poison the stream: events missed
+/// after that connection ends are still replayed on the next one.
+#[test]
+fn a_position_past_the_end_does_not_poison_the_stream_cursor() {
+    let f = fx();
+    f.s.create_stream(&f.tok, "k", &["post"]);
+    let mut ws = f.connect("k", "&position=1000000");
+    let p = f.post("live");
+    assert_eq!(posts(&mut ws, 1).0, [p]);
+    close(ws);
+    let away = f.post("away");
+    let mut ws = f.connect("k", "");
+    let ev = event(&mut ws);
+    assert_eq!(post_id(&ev), away, "the post made while away is replayed: {ev}");
+}
+
+/// `?purge=1` skips what was queued before the connection, never an event
+/// made after the client got its connection message (repeated, since the
+/// old failure depended on timing).
+#[test]
+fn purge_never_skips_events_made_after_the_connection_message() {
+    let f = fx();
+    f.s.create_stream(&f.tok, "k", &["post"]);
+    for i in 0..15 {
+        f.post(&format!("queued {i}"));
+        let mut ws = f.connect("k", "&purge=1");
+        let p = f.post(&format!("live {i}"));
+        assert_eq!(posts(&mut ws, 1).0, [p], "round {i}");
+        close(ws);
+    }
 }
