@@ -253,13 +253,20 @@ impl Outlet {
         }
         if st.holding {
             for f in frames {
+                if f.1 == 0 {
+                    // A control message is not in the log, so a replay
+                    // round cannot bring it back: it is never dropped.
+                    st.held_bytes += f.0.len();
+                    st.held.push(f.clone());
+                    continue;
+                }
                 if st.overflow {
-                    break;
+                    continue;
                 }
                 if st.held_bytes + f.0.len() > self.max_backlog {
                     st.overflow = true;
-                    st.held = Vec::new();
-                    st.held_bytes = 0;
+                    st.held.retain(|(_, seq)| *seq == 0);
+                    st.held_bytes = st.held.iter().map(|(b, _)| b.len()).sum();
                 } else {
                     st.held_bytes += f.0.len();
                     st.held.push(f.clone());
@@ -332,8 +339,10 @@ impl Outlet {
     /// seq is in the log; what it hands over from now on is held.
     pub fn begin_round(&self, last_seq: &AtomicI64) -> i64 {
         let mut st = self.lock();
-        st.held = Vec::new();
-        st.held_bytes = 0;
+        // Held events come again from the log; held control messages
+        // (seq 0) would not, so they stay.
+        st.held.retain(|(_, seq)| *seq == 0);
+        st.held_bytes = st.held.iter().map(|(b, _)| b.len()).sum();
         st.overflow = false;
         last_seq.load(Ordering::SeqCst)
     }

@@ -7,7 +7,7 @@ use super::ConnCfg;
 use crate::filter::Filter;
 use crate::hub::{render, wants, Close, Flushed, Grants, Hub, Outlet};
 use crate::model::Opts;
-use crate::storage::{streams, Db};
+use crate::storage::{filters, streams, Db};
 use crate::wire::{self, Transport};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::net::{recv, RecvFlags};
@@ -165,6 +165,28 @@ impl Replay {
         !self.live && outlet.joined.load(Ordering::SeqCst) && outlet.queued_bytes() <= self.backlog / 2
     }
 
+    /// Reloads the stream's object types and filter (unchanged if the
+    /// stream is gone: its deletion closes the connection).
+    fn refresh(&mut self) -> Result<(), String> {
+        let id = self.stream_id;
+        let now = self
+            .db
+            .read(|c| {
+                let Some(s) = streams::by_id(c, id)? else { return Ok(None) };
+                let f = match s.filter_id {
+                    Some(fid) => filters::get(c, fid)?.and_then(|r| crate::api::compile_filter(&r)),
+                    None => None,
+                };
+                Ok(Some((crate::event::types_to_bits(&s.object_types), f)))
+            })
+            .map_err(|e| e.message)?;
+        if let Some((types, filter)) = now {
+            self.types = types;
+            self.filter = filter;
+        }
+        Ok(())
+    }
+
     /// One step: start a round, replay a page, or go live.
     fn step(&mut self, outlet: &Outlet) -> Result<(), String> {
         if !self.ready(outlet) {
@@ -172,6 +194,10 @@ impl Replay {
         }
         let Some(target) = self.target else {
             let t = outlet.begin_round(self.hub.last_seq());
+            // The stream may have changed since the connection opened (the
+            // hub applied the change to live events at once): replay this
+            // round with its object types and filter as they are now.
+            self.refresh()?;
             log::debug!("connection {}: replay round from {} to {t}", outlet.id, self.pos);
             if self.purge {
                 self.purge = false;

@@ -196,19 +196,27 @@ fn start_replay(
     opts: Opts,
     transport: Transport,
     cc: &ConnCfg,
+    purge_at: Option<i64>,
 ) -> ApiResult<conn::Replay> {
-    let purge = req.flag("purge", false);
     let position = req.param("position").and_then(|p| p.parse::<i64>().ok()).filter(|p| *p >= 0);
-    let (grants, first_seq) = ctx.db.read(|c| {
+    let (grants, first_seq, max_seq) = ctx.db.read(|c| {
         let grants =
             apps::authorizations_of_app(c, acc.app_id)?.into_iter().map(|a| (a.user_id, a.scopes)).collect();
-        Ok((grants, events::first_seq(c)?))
+        Ok((grants, events::first_seq(c)?, events::max_seq(c)?))
     })?;
-    let start = match position {
-        Some(p) => p,
-        None => acc.stream.cursor.max(hub.cursor_of(acc.stream.id)),
+    // A position past the end of the log cannot have been delivered (a
+    // stale or bogus one): clamp it, or it would become the stream's cursor
+    // and hide every event up to it from later connections.
+    let end = max_seq.max(hub.last_seq().load(std::sync::atomic::Ordering::SeqCst));
+    let position = position.map(|p| p.min(end));
+    let start = match (purge_at, position) {
+        (Some(p), _) | (None, Some(p)) => p,
+        (None, None) => acc.stream.cursor.max(hub.cursor_of(acc.stream.id)),
     };
-    if !purge {
+    if purge_at.is_some() {
+        let id = acc.stream.id;
+        ctx.db.write(|tx| Ok(streams::reset(tx, id, start)?))?;
+    } else {
         // Log positions after `start` that retention already removed.
         let lost = first_seq.map(|f| (f - 1 - start).max(0)).unwrap_or(0);
         let dropped = if position.is_some() { lost } else { acc.stream.dropped + lost };
@@ -229,7 +237,7 @@ fn start_replay(
         pos: start,
         target: None,
         live: false,
-        purge,
+        purge: false,
         stream_id: acc.stream.id,
         types: crate::event::types_to_bits(&acc.stream.object_types),
         app_id: acc.app_id,
@@ -340,6 +348,23 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
         }
         hub.leave(outlet.id);
     }
+    // `?purge=1` skips what was queued before the client could see this
+    // connection: everything committed before the connection message.
+    // (Taken later, at the first replay round, it also skipped events made
+    // after the client had the connection message.)
+    let purge_at = if req.flag("purge", false) {
+        match ctx.db.read(|c| Ok(events::max_seq(c)?)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::error!("connection {}: cannot read the log's end: {}", outlet.id, e.message);
+                outlet.release_slot();
+                hub.leave(outlet.id);
+                return;
+            }
+        }
+    } else {
+        None
+    };
     if !outlet.send(out, 0) {
         hub.leave(outlet.id);
         hub.unregister(acc.stream.id, &outlet);
@@ -352,7 +377,7 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
         acc.stream.key,
         transport
     );
-    let mut replay = match start_replay(ctx, hub, &req, &acc, &outlet, opts, transport, cc) {
+    let mut replay = match start_replay(ctx, hub, &req, &acc, &outlet, opts, transport, cc, purge_at) {
         Ok(r) => r,
         Err(e) => {
             log::error!("connection {}: cannot prepare replay: {}", outlet.id, e.message);

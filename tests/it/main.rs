@@ -3,6 +3,7 @@
 
 mod channels;
 mod common;
+mod durable;
 mod foundation;
 mod live;
 mod ops;
