@@ -17,6 +17,9 @@ ALTER TABLE streams ADD COLUMN filter_id INTEGER REFERENCES filters(id) ON DELET
 ALTER TABLE streams ADD COLUMN cursor INTEGER NOT NULL DEFAULT 0;
 -- Events the stream lost to retention since it last connected.
 ALTER TABLE streams ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;
+-- A connection with ?auto_delete=1 is open: delete the stream when it ends,
+-- or at the next start if the server died with it.
+ALTER TABLE streams ADD COLUMN auto_delete INTEGER NOT NULL DEFAULT 0;
 -- Streams that existed before this version start from now, not from the
 -- beginning of the log.
 UPDATE streams SET cursor = (SELECT COALESCE(MAX(seq), 0) FROM events);

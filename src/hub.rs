@@ -70,6 +70,9 @@ struct OutState {
     overflow: bool,
     /// The "buffer nearly full" notice went out.
     warned: bool,
+    /// Replay delivered the log up to here; the hub's frames at or below it
+    /// are duplicates.
+    floor: i64,
     close: Option<Close>,
     close_taken: bool,
     /// The socket failed; nothing more is written.
@@ -251,6 +254,13 @@ impl Outlet {
         if st.close.is_some() || st.broken {
             return true;
         }
+        let owned: Vec<Tagged>;
+        let frames = if frames.iter().any(|(_, seq)| *seq != 0 && *seq <= st.floor) {
+            owned = frames.iter().filter(|(_, seq)| *seq == 0 || *seq > st.floor).cloned().collect();
+            &owned[..]
+        } else {
+            frames
+        };
         if st.holding {
             for f in frames {
                 if f.1 == 0 {
@@ -361,8 +371,10 @@ impl Outlet {
             .filter(|(_, seq)| *seq == 0 || *seq > replayed)
             .collect();
         st.held_bytes = 0;
-        st.sent = st.sent.max(replayed);
-        self.sent.store(st.sent, Ordering::SeqCst);
+        // Events up to `replayed` came from the log; the hub may still hand
+        // some of them over (it counts an event before it delivers it):
+        // those are dropped, never sent twice.
+        st.floor = replayed;
         if !held.is_empty() {
             if st.queue.is_empty() {
                 let _ = self.write_locked(&mut st, &held);
@@ -666,6 +678,11 @@ impl Hub {
             })
             .unwrap_or(0);
         saved.max(live)
+    }
+
+    /// Does the stream have a live connection?
+    pub fn is_live(&self, stream_id: i64) -> bool {
+        self.shared.live.lock().map(|m| m.contains_key(&stream_id)).unwrap_or(false)
     }
 
     /// Lists a live connection of a stream (for `cursor_of`).

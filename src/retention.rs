@@ -28,6 +28,10 @@ pub fn prune(db: &Db, hub: Option<&Hub>, max_age_secs: i64, max_events: usize) -
         db.read(|c| Ok((streams::all(c)?, events::max_seq(c)?, events::last_seq_before(c, cut_time)?)))?;
     let mut dropped_total = 0;
     for s in all {
+        // A stream with a live connection is receiving; it has lost nothing.
+        if hub.is_some_and(|h| h.is_live(s.id)) {
+            continue;
+        }
         let cursor = s.cursor.max(hub.map(|h| h.cursor_of(s.id)).unwrap_or(0));
         if cursor >= max_seq || (cursor >= cut_seq && max_seq - cursor <= max_events as i64) {
             continue;

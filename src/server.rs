@@ -54,6 +54,12 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
     let api_url = cfg.public_api_url.clone().unwrap_or_else(|| format!("http://{api_addr}"));
     let stream_base = cfg.public_stream_url.clone().unwrap_or_else(|| format!("ws://{stream_addr}"));
 
+    // Streams whose ?auto_delete=1 connection died with the last process.
+    match db.write(|tx| Ok(crate::storage::streams::delete_orphaned_auto(tx)?)) {
+        Ok(n) if n > 0 => log::info!("deleted {n} auto_delete streams left by the last run"),
+        Ok(_) => {}
+        Err(e) => log::warn!("cleaning up auto_delete streams failed: {}", e.message),
+    }
     // Retention runs once before anything connects, then periodically.
     match crate::retention::prune(&db, None, cfg.retention_secs, cfg.retention_events) {
         Ok((dropped, deleted)) if dropped > 0 || deleted > 0 => {

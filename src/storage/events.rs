@@ -41,8 +41,15 @@ pub fn delete_upto(c: &Connection, upto: i64, limit: i64) -> rusqlite::Result<us
     )
 }
 
+/// The highest seq ever given out (retention may have deleted it: the
+/// AUTOINCREMENT counter remembers).
 pub fn max_seq(c: &Connection) -> rusqlite::Result<i64> {
-    c.qrow("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+    c.qrow(
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),
+                    COALESCE((SELECT MAX(seq) FROM events), 0))",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// Events with `after < seq < before`, oldest first. Rows that no longer

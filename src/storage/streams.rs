@@ -125,6 +125,17 @@ pub fn reset(c: &Connection, id: i64, cursor: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Marks a stream for deletion when its `?auto_delete=1` connection ends.
+pub fn mark_auto_delete(c: &Connection, id: i64) -> rusqlite::Result<()> {
+    c.qexec("UPDATE streams SET auto_delete = 1 WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Deletes the streams whose auto_delete connection died with the server.
+pub fn delete_orphaned_auto(c: &Connection) -> rusqlite::Result<usize> {
+    c.qexec("DELETE FROM streams WHERE auto_delete = 1", [])
+}
+
 pub fn delete(c: &Connection, id: i64) -> rusqlite::Result<()> {
     c.qexec("DELETE FROM streams WHERE id = ?1", [id])?;
     Ok(())

@@ -218,7 +218,9 @@ fn start_replay(
         ctx.db.write(|tx| Ok(streams::reset(tx, id, start)?))?;
     } else {
         // Log positions after `start` that retention already removed.
-        let lost = first_seq.map(|f| (f - 1 - start).max(0)).unwrap_or(0);
+        // An empty log means everything up to the hub's last event is gone.
+        let first = first_seq.unwrap_or(hub.last_seq().load(std::sync::atomic::Ordering::SeqCst) + 1);
+        let lost = (first - 1 - start).max(0);
         let dropped = if position.is_some() { lost } else { acc.stream.dropped + lost };
         if dropped > 0 {
             let mut doc = crate::hub::control(
@@ -365,6 +367,14 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
     } else {
         None
     };
+    // Marked before the client hears anything, so a crash from here on
+    // still deletes the stream at the next start.
+    if req.flag("auto_delete", false) {
+        let id = acc.stream.id;
+        if let Err(e) = ctx.db.write(|tx| Ok(streams::mark_auto_delete(tx, id)?)) {
+            log::warn!("marking stream {id} auto_delete failed: {}", e.message);
+        }
+    }
     if !outlet.send(out, 0) {
         hub.leave(outlet.id);
         hub.unregister(acc.stream.id, &outlet);

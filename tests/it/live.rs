@@ -393,7 +393,7 @@ fn stalled_client(addr: &str, query: &str) -> TcpStream {
 
 #[test]
 fn a_consumer_that_never_reads_is_dropped_and_others_keep_everything_in_order() {
-    let mut w = world_with(&["--conn-backlog-bytes", "16384"]);
+    let mut w = world_with(&["--conn-backlog-bytes", "65536"]);
     w.s.create_stream(&w.ta, "k", &["user"]);
     let q = format!("access_token={}&key=k&include_raw=1", w.ta);
     let mut stalled = stalled_client(&w.s.stream_addr, &q);
