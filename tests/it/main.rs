@@ -5,6 +5,7 @@ mod channels;
 mod common;
 mod durable;
 mod foundation;
+mod hostile;
 mod live;
 mod ops;
 mod posts;

@@ -1,0 +1,160 @@
+//! Hostile and broken input: every request gets a clear 4xx envelope or a
+//! close frame with a reason, nothing crashes, and no secret reaches the
+//! logs or the database in clear.
+
+use crate::common::*;
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use tungstenite::Message;
+
+#[test]
+fn no_secret_in_logs_or_database() {
+    let mut s = Server::start_with(&[]);
+    s.add_user("alice", "very secret password 123");
+    let app = s.add_app("a");
+    let ut = s.user_token(&app, "alice", "very secret password 123", "stream,update_profile");
+    let at = s.app_token(&app);
+    // Use the secrets in every place they can appear: headers, query, bodies.
+    assert_eq!(s.get(&format!("/v1/users/me?access_token={ut}"), None).status, 200);
+    assert_eq!(s.get("/v1/token", Some(&at)).status, 200);
+    let _ = s.form(
+        "/v1/oauth/access_token",
+        &[
+            ("grant_type", "password"),
+            ("client_id", &app.0),
+            ("client_secret", &app.1),
+            ("username", "alice"),
+            ("password", "wrong password here"),
+        ],
+    );
+    s.create_stream(&at, "k", &["user"]);
+    let (_ws, _) = s.ws(&format!("access_token={at}&key=k"));
+    let log = s.kill();
+    let mut db = Vec::new();
+    for f in ["spout.db", "spout.db-wal"] {
+        if let Ok(mut file) = std::fs::File::open(s.dir.0.join(f)) {
+            file.read_to_end(&mut db).unwrap();
+        }
+    }
+    let db = String::from_utf8_lossy(&db);
+    for secret in
+        [ut.as_str(), at.as_str(), app.1.as_str(), "very secret password 123", "wrong password here"]
+    {
+        assert!(!log.contains(secret), "a secret is in the log: {secret}");
+        assert!(!db.contains(secret), "a secret is in the database in clear: {secret}");
+    }
+    assert!(log.contains("migrated"), "the log was captured: {log}");
+}
+
+#[test]
+fn malformed_bodies_and_parameters_get_clear_400s() {
+    let s = Server::start();
+    s.add_user("alice", "pw");
+    let app = s.add_app("a");
+    let t = s.user_token(&app, "alice", "pw", "update_profile,write_post");
+    let at = s.app_token(&app);
+    let bodies = [
+        "{",
+        "[1,2",
+        "\"just a string\"",
+        "{\"name\": \"\\ud800\"}",
+        "{\"name\": 1e999999}",
+        "{\"name\": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+        "{\"locale\": {\"a\": 1}}",
+        "\u{0}\u{1}\u{2}",
+    ];
+    for b in bodies {
+        let r = s.call("PATCH", "/v1/users/me", Some(&t), Some(("application/json", b)));
+        assert_eq!(r.status, 400, "{b:?} → {}", r.body);
+        assert!(r.body["meta"]["error_message"].as_str().unwrap().len() > 5);
+    }
+    for b in [
+        json!({"text": 12}),
+        json!({"text": ["x"]}),
+        json!({"text": "ok", "reply_to": "abc"}),
+        json!({"text": "x".repeat(257)}),
+    ] {
+        let r = s.json("POST", "/v1/posts", Some(&t), b.clone());
+        assert_eq!(r.status, 400, "{b} → {}", r.body);
+    }
+    for b in [
+        json!({"type": "long_poll", "object_types": [1, 2]}),
+        json!({"type": "long_poll", "object_types": ["post"], "key": "é"}),
+        json!({"type": "long_poll", "object_types": ["post"], "filter_id": 99999999999999999999u128.to_string()}),
+        json!({"type": 7, "object_types": ["post"]}),
+    ] {
+        let r = s.json("POST", "/v1/streams", Some(&at), b.clone());
+        assert_eq!(r.status, 400, "{b} → {}", r.body);
+    }
+    // Huge, negative and repeated ids and parameters.
+    for p in ["/v1/users/99999999999999999999999", "/v1/users/-1", "/v1/users/0", "/v1/posts/1e3"] {
+        let r = s.get(p, None);
+        assert_eq!(r.status, 400, "{p} → {}", r.body);
+    }
+    let r = s.get("/v1/users?ids=1&ids=2&ids=3", None);
+    assert_eq!(r.status, 200, "the first of repeated parameters counts: {}", r.body);
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1);
+    // Unicode edge cases in text are kept exactly.
+    let text = "e\u{301} 👩‍👩‍👧 \u{202e}rtl \u{feff}";
+    let r = s.json("POST", "/v1/posts", Some(&t), json!({"text": text}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["data"]["content"]["text"], text);
+    // The server is still fine.
+    assert_eq!(s.get("/health", None).status, 200);
+}
+
+#[test]
+fn broken_http_and_websocket_clients_are_refused_or_closed_with_a_reason() {
+    let s = Server::start();
+    let app = s.add_app("a");
+    let t = s.app_token(&app);
+    s.create_stream(&t, "k", &["user"]);
+    // Garbage instead of HTTP on the stream listener, and a head without end.
+    for junk in [&b"\x16\x03\x01\x00\xa5garbage\r\n\r\n"[..], b"GET\r\n\r\n", b"NOT HTTP AT ALL\r\n\r\n"] {
+        let mut c = TcpStream::connect(&s.stream_addr).unwrap();
+        c.set_read_timeout(Some(DEADLINE)).unwrap();
+        c.write_all(junk).unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        assert!(out.is_empty() || out.starts_with("HTTP/1.1 4"), "{junk:?} → {out}");
+    }
+    let mut endless = TcpStream::connect(&s.stream_addr).unwrap();
+    endless.write_all(b"GET /v1/app?key=k HTTP/1.1\r\nX: ").unwrap();
+    endless.write_all(&vec![b'a'; 10_000]).unwrap();
+    endless.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut out = Vec::new();
+    let _ = endless.read_to_end(&mut out);
+    assert!(out.is_empty(), "an oversized head is dropped without an answer");
+    // Binary frames, oversized frames and floods of pings.
+    let (mut ws, _) = s.ws(&format!("access_token={t}&key=k"));
+    ws.0.send(Message::Binary(vec![0xff, 0xfe, 0x00].into())).unwrap();
+    for _ in 0..2000 {
+        ws.0.write(Message::Ping(b"p".to_vec().into())).unwrap();
+    }
+    ws.0.flush().unwrap();
+    // The connection still answers: a text message gets its pong.
+    ws.send_text(".");
+    let mut pongs = 0;
+    while pongs == 0 {
+        if let Message::Pong(_) = ws.0.read().unwrap() {
+            pongs += 1;
+        }
+    }
+    let huge = "x".repeat(200 * 1024);
+    ws.0.send(Message::Text(huge.into())).unwrap();
+    match ws.next() {
+        WsNext::Closed(Some((code, reason))) => {
+            assert_eq!(code, 1009, "{reason}");
+            assert!(reason.contains("too big"), "{reason}");
+        }
+        other => panic!("expected a close for an oversized message, got {other:?}"),
+    }
+    // 200 connection attempts with bad tokens, then a good one still works.
+    for i in 0..200 {
+        let (code, _) = s.stream_http(&format!("/v1/app?key=k&access_token=bad{i}"), &[]);
+        assert_eq!(code, 401);
+    }
+    let (_ok, hello) = s.ws(&format!("access_token={t}&key=k"));
+    assert!(hello["meta"]["connection_id"].is_string());
+}
