@@ -11,6 +11,8 @@ pub mod filter;
 pub mod http;
 pub mod hub;
 pub mod model;
+#[cfg(test)]
+mod proptests;
 pub mod retention;
 pub mod server;
 pub mod storage;
