@@ -158,3 +158,94 @@ fn broken_http_and_websocket_clients_are_refused_or_closed_with_a_reason() {
     let (_ok, hello) = s.ws(&format!("access_token={t}&key=k"));
     assert!(hello["meta"]["connection_id"].is_string());
 }
+
+/// Crash safety: writers post while the server is killed with SIGKILL at an
+/// arbitrary moment. After a restart on the same database, every post that
+/// got its 201 is there, and a stream that was created before the writes
+/// receives every post event, in order, each once.
+#[test]
+fn kill_9_under_write_load_loses_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut s = Server::start();
+    s.add_user("alice", "pw");
+    let app = s.add_app("a");
+    let ut = s.user_token(&app, "alice", "pw", "write_post");
+    let at = s.app_token(&app);
+    s.create_stream(&at, "k", &["post"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let (api, ut, stop) = (s.api.clone(), ut.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent =
+                    ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let r = agent
+                        .post(format!("{api}/v1/posts"))
+                        .header("Authorization", format!("Bearer {ut}"))
+                        .header("Content-Type", "application/json")
+                        .send(json!({"text": format!("w{w} n{i}")}).to_string());
+                    match r {
+                        Ok(resp) if resp.status().as_u16() == 201 => {
+                            // Only a complete reply is an acknowledgement.
+                            let Ok(text) = resp.into_body().read_to_string() else { break };
+                            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                            acked.push(v["data"]["id"].as_str().unwrap().parse::<i64>().unwrap());
+                        }
+                        _ => break, // the server died mid-request
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    // Kill once a pseudo-random number of posts (20..120) were acknowledged.
+    let target = 20 + (std::process::id() as u64 % 100);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let r = s.get("/v1/posts/streams/global?count=1", None);
+        let newest = r.body["data"][0]["id"].as_str().and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+        if newest >= target || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    s.kill();
+    stop.store(true, Ordering::Relaxed);
+    let mut acked: Vec<i64> = writers.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    acked.sort_unstable();
+    assert!(acked.len() >= 10, "the writers got going before the kill: {}", acked.len());
+    s.launch();
+    for chunk in acked.chunks(100) {
+        let ids: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
+        let r = s.get(&format!("/v1/posts?ids={}", ids.join(",")), None);
+        let found: Vec<i64> = r.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(found.len(), chunk.len(), "an acknowledged post was lost");
+    }
+    // The stream gets every committed post (acknowledged or not) once, in order.
+    let newest: i64 = s.get("/v1/posts/streams/global?count=1", None).body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (mut ws, _) = s.ws(&format!("access_token={at}&key=k"));
+    let mut seen = Vec::new();
+    while seen.last() != Some(&newest) {
+        let ev = ws.next_event();
+        seen.push(ev["data"][0]["id"].as_str().unwrap().parse::<i64>().unwrap());
+    }
+    let expected: Vec<i64> = (1..=newest).collect();
+    assert_eq!(seen, expected, "every post event once, in order");
+    for id in &acked {
+        assert!(seen.contains(id));
+    }
+}
