@@ -186,7 +186,11 @@ impl ServerHandle {
 fn respond(rq: tiny_http::Request, resp: Resp, pretty: bool, close: bool) {
     let body = resp.encode(pretty);
     let mut r = tiny_http::Response::from_data(body).with_status_code(resp.status);
-    let mut headers = vec![("Content-Type".to_string(), "application/json; charset=utf-8".to_string())];
+    let content_type = match &resp.raw {
+        Some((ct, _)) => ct.clone(),
+        None => "application/json; charset=utf-8".to_string(),
+    };
+    let mut headers = vec![("Content-Type".to_string(), content_type)];
     headers.extend(resp.headers);
     if close {
         headers.push(("Connection".into(), "close".into()));

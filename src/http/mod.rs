@@ -104,6 +104,8 @@ pub struct Resp {
     pub status: u16,
     pub body: Value,
     pub headers: Vec<(String, String)>,
+    /// A non-JSON body (file content) and its media type; wins over `body`.
+    pub raw: Option<(String, Vec<u8>)>,
 }
 
 impl Resp {
@@ -113,23 +115,28 @@ impl Resp {
     }
 
     pub fn data(status: u16, data: Value) -> Resp {
-        Resp { status, body: json!({"meta": {"code": status}, "data": data}), headers: Vec::new() }
+        Resp { status, body: json!({"meta": {"code": status}, "data": data}), headers: Vec::new(), raw: None }
     }
 
     /// With extra `meta` keys (pagination, unread counts, ...).
     pub fn with_meta(status: u16, meta: Map<String, Value>, data: Value) -> Resp {
         let mut meta = meta;
         meta.insert("code".into(), json!(status));
-        Resp { status, body: json!({"meta": meta, "data": data}), headers: Vec::new() }
+        Resp { status, body: json!({"meta": meta, "data": data}), headers: Vec::new(), raw: None }
     }
 
     /// A plain JSON body without the envelope (OAuth).
     pub fn plain(status: u16, body: Value) -> Resp {
-        Resp { status, body, headers: Vec::new() }
+        Resp { status, body, headers: Vec::new(), raw: None }
     }
 
     pub fn error(e: &ApiError) -> Resp {
-        Resp { status: e.status, body: e.envelope(), headers: Vec::new() }
+        Resp { status: e.status, body: e.envelope(), headers: Vec::new(), raw: None }
+    }
+
+    /// Bytes as they are (file content), with their media type.
+    pub fn bytes(status: u16, content_type: &str, data: Vec<u8>) -> Resp {
+        Resp { status, body: Value::Null, headers: Vec::new(), raw: Some((content_type.to_string(), data)) }
     }
 
     pub fn header(mut self, k: &str, v: &str) -> Resp {
@@ -139,6 +146,9 @@ impl Resp {
 
     /// The bytes to send; indented when the client asked with X-Pretty-Json.
     pub fn encode(&self, pretty: bool) -> Vec<u8> {
+        if let Some((_, data)) = &self.raw {
+            return data.clone();
+        }
         let r = if pretty { serde_json::to_vec_pretty(&self.body) } else { serde_json::to_vec(&self.body) };
         r.unwrap_or_else(|_| b"{}".to_vec())
     }

@@ -838,7 +838,9 @@ fn files_upload_read_update_and_cap() {
     assert!(f["file_token"].is_string());
     let fid = f["id"].as_str().unwrap().to_string();
     let content = w.s.get(&format!("/v1/files/{fid}/content"), Some(&w.alice));
-    assert_eq!(content.body["data"]["content"], "aGVsbG8gZmlsZQ");
+    assert_eq!(content.status, 200);
+    assert_eq!(content.body, "hello file", "the bytes as uploaded");
+    assert_eq!(content.header("Content-Type"), Some("text/plain"));
     assert_error(&w.s.get(&format!("/v1/files/{fid}"), Some(&w.bob)), 403, "file_token");
     let tok = f["file_token"].as_str().unwrap();
     assert_eq!(w.s.get(&format!("/v1/files/{fid}?file_token={tok}"), Some(&w.bob)).status, 200);

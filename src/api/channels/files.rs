@@ -292,8 +292,8 @@ pub fn put_content(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     Ok(Resp::data(204, Value::Null))
 }
 
-/// The content. spout's `Resp` carries JSON only, so until it can carry
-/// bytes the content comes base64url-encoded (unpadded) in `data.content`.
+/// The content: the stored bytes with their media type, as pnut serves a
+/// file's `url`.
 pub fn get_content(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let (uid, _) = filer(ctx, req)?;
     let v = ctx.db.read(|c| {
@@ -301,18 +301,11 @@ pub fn get_content(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         if !may_see(&f, uid, req) {
             return Err(ApiError::forbidden("file_token: required for another user's private file"));
         }
-        let Some(bytes) = store::file_content(c, f.id)? else {
-            return Ok(None);
-        };
-        Ok(Some(json!({
-            "mime_type": f.mime_type.unwrap_or_else(|| "application/octet-stream".into()),
-            "size": bytes.len(),
-            "encoding": "base64url",
-            "content": crate::util::base64url(&bytes),
-        })))
+        let mime = f.mime_type.unwrap_or_else(|| "application/octet-stream".into());
+        Ok(store::file_content(c, f.id)?.map(|bytes| (mime, bytes)))
     })?;
     Ok(match v {
-        Some(v) => Resp::ok(v),
+        Some((mime, bytes)) => Resp::bytes(200, &mime, bytes),
         // pnut answers 204 for a file that has no content yet.
         None => Resp::data(204, Value::Null),
     })
