@@ -25,13 +25,12 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// tungstenite's view of the socket: reads never block; writes (pongs and
 /// close replies) go through the outlet, so they queue behind events whole.
 struct WsIo {
-    sock: TcpStream,
     outlet: Arc<Outlet>,
 }
 
 impl Read for WsIo {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match recv(&self.sock, buf, RecvFlags::DONTWAIT) {
+        match recv(self.outlet.socket(), buf, RecvFlags::DONTWAIT) {
             Ok((n, _)) => Ok(n),
             Err(e) => Err(e.into()),
         }
@@ -232,23 +231,17 @@ impl Replay {
 }
 
 /// Serves a websocket connection until it ends; returns why it ended.
-pub fn run_ws(
-    sock: TcpStream,
-    rest: Vec<u8>,
-    outlet: &Arc<Outlet>,
-    cc: &ConnCfg,
-    replay: &mut Replay,
-) -> String {
-    let io = match sock.try_clone() {
-        Ok(s) => WsIo { sock: s, outlet: outlet.clone() },
-        Err(e) => return format!("socket clone failed: {e}"),
-    };
+pub fn run_ws(rest: Vec<u8>, outlet: &Arc<Outlet>, cc: &ConnCfg, replay: &mut Replay) -> String {
+    // One socket handle, owned by the outlet, serves reads, writes and
+    // poll: a connection costs two descriptors (socket and eventfd).
+    let sock = outlet.socket();
+    let io = WsIo { outlet: outlet.clone() };
     let mut ws = WebSocket::from_partially_read(io, rest, Role::Server, Some(ws_config()));
     let mut last_heard = Instant::now();
     let mut first_pass = true;
     loop {
         if let Some(c) = outlet.take_close() {
-            finish(&sock, outlet, Transport::Ws, &c);
+            finish(sock, outlet, Transport::Ws, &c);
             return format!("closed by the server: {}", c.reason);
         }
         let deadline = last_heard + cc.keepalive;
@@ -259,7 +252,7 @@ pub fn run_ws(
                 reason: format!("keepalive timeout: nothing received from the client for {secs} s"),
                 control: None,
             };
-            finish(&sock, outlet, Transport::Ws, &c);
+            finish(sock, outlet, Transport::Ws, &c);
             return c.reason;
         }
         if let Err(e) = replay.step(outlet) {
@@ -272,7 +265,7 @@ pub fn run_ws(
             Ready { sock_in: true, sock_out: true, woken: false }
         } else {
             let until = if replay.ready(outlet) { Instant::now() } else { deadline };
-            match wait(&sock, outlet, true, until) {
+            match wait(sock, outlet, true, until) {
                 Ok(r) => r,
                 Err(e) => return format!("poll failed: {e}"),
             }
@@ -315,12 +308,12 @@ pub fn run_ws(
                     }
                     Err(WsError::Capacity(e)) => {
                         let c = Close { code: 1009, reason: format!("message too big: {e}"), control: None };
-                        finish(&sock, outlet, Transport::Ws, &c);
+                        finish(sock, outlet, Transport::Ws, &c);
                         return c.reason;
                     }
                     Err(WsError::Protocol(e)) => {
                         let c = Close { code: 1002, reason: format!("protocol error: {e}"), control: None };
-                        finish(&sock, outlet, Transport::Ws, &c);
+                        finish(sock, outlet, Transport::Ws, &c);
                         return c.reason;
                     }
                     Err(WsError::Utf8(_)) => {
@@ -329,7 +322,7 @@ pub fn run_ws(
                             reason: "invalid UTF-8 in a text message".into(),
                             control: None,
                         };
-                        finish(&sock, outlet, Transport::Ws, &c);
+                        finish(sock, outlet, Transport::Ws, &c);
                         return c.reason;
                     }
                     Err(e) => return format!("client connection failed: {e}"),
@@ -345,19 +338,20 @@ pub fn run_ws(
 }
 
 /// Serves a chunked HTTP stream until it ends; returns why it ended.
-pub fn run_chunked(sock: TcpStream, outlet: &Arc<Outlet>, cc: &ConnCfg, replay: &mut Replay) -> String {
+pub fn run_chunked(outlet: &Arc<Outlet>, cc: &ConnCfg, replay: &mut Replay) -> String {
+    let sock = outlet.socket();
     let mut next_beat = Instant::now() + cc.heartbeat;
     let mut scratch = [0u8; 512];
     loop {
         if let Some(c) = outlet.take_close() {
-            finish(&sock, outlet, Transport::Chunked, &c);
+            finish(sock, outlet, Transport::Chunked, &c);
             return format!("closed by the server: {}", c.reason);
         }
         if let Err(e) = replay.step(outlet) {
             return e;
         }
         let until = if replay.ready(outlet) { Instant::now() } else { next_beat };
-        let ready = match wait(&sock, outlet, true, until) {
+        let ready = match wait(sock, outlet, true, until) {
             Ok(r) => r,
             Err(e) => return format!("poll failed: {e}"),
         };
@@ -367,7 +361,7 @@ pub fn run_chunked(sock: TcpStream, outlet: &Arc<Outlet>, cc: &ConnCfg, replay: 
         if ready.sock_in {
             // A chunked client sends nothing after its request; input here
             // is either the end of the connection or ignored.
-            match recv(&sock, &mut scratch[..], RecvFlags::DONTWAIT) {
+            match recv(sock, &mut scratch[..], RecvFlags::DONTWAIT) {
                 Ok((0, _)) => return "client hung up".into(),
                 Ok(_) => {}
                 Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}

@@ -130,7 +130,7 @@ fn reason_phrase(code: u16) -> &'static str {
 
 /// Answers with a complete HTTP response holding the error envelope and
 /// closes gracefully.
-fn refuse(mut sock: TcpStream, e: &ApiError) {
+fn refuse(mut sock: &TcpStream, e: &ApiError) {
     let body = Resp::error(e).encode(false);
     let head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -263,20 +263,20 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
         return;
     };
     let Some(req) = parse_head(&head) else {
-        return refuse(sock, &ApiError::bad_request("malformed HTTP request"));
+        return refuse(&sock, &ApiError::bad_request("malformed HTTP request"));
     };
     let acc = match authorize(ctx, &req) {
         Ok(a) => a,
-        Err(e) => return refuse(sock, &e),
+        Err(e) => return refuse(&sock, &e),
     };
     let is_ws = req.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     let ws_key = req.header("sec-websocket-key").map(str::to_string);
     if is_ws && ws_key.is_none() {
-        return refuse(sock, &ApiError::bad_request("Sec-WebSocket-Key: required for a websocket upgrade"));
+        return refuse(&sock, &ApiError::bad_request("Sec-WebSocket-Key: required for a websocket upgrade"));
     }
     let slot = match hub.reserve(acc.app_id) {
         Ok(s) => s,
-        Err(m) => return refuse(sock, &ApiError::new(429, m)),
+        Err(m) => return refuse(&sock, &ApiError::new(429, m)),
     };
     let transport = if is_ws { Transport::Ws } else { Transport::Chunked };
     let opts = Opts::from_req(&req);
@@ -306,11 +306,7 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
     out.extend_from_slice(&wire::frame(transport, &hello));
     let _ = sock.set_read_timeout(None);
     let _ = sock.set_write_timeout(None);
-    let write_half = match sock.try_clone() {
-        Ok(s) => s,
-        Err(e) => return log::warn!("cannot clone a stream socket: {e}"),
-    };
-    let outlet = match Outlet::new(write_half, cc.backlog, slot) {
+    let outlet = match Outlet::new(sock, cc.backlog, slot) {
         Ok(o) => o,
         Err(e) => return log::warn!("cannot create a connection outlet: {e}"),
     };
@@ -338,7 +334,7 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
                 hub.leave(outlet.id);
                 hub.unregister(acc.stream.id, &outlet);
                 outlet.release_slot();
-                return refuse(sock, &e);
+                return refuse(outlet.socket(), &e);
             }
         };
         let same = again.stream.object_types == acc.stream.object_types
@@ -398,8 +394,8 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
         }
     };
     let end = match transport {
-        Transport::Ws => conn::run_ws(sock, rest, &outlet, cc, &mut replay),
-        Transport::Chunked => conn::run_chunked(sock, &outlet, cc, &mut replay),
+        Transport::Ws => conn::run_ws(rest, &outlet, cc, &mut replay),
+        Transport::Chunked => conn::run_chunked(&outlet, cc, &mut replay),
     };
     outlet.release_slot();
     hub.leave(outlet.id);
