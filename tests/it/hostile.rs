@@ -249,3 +249,143 @@ fn kill_9_under_write_load_loses_nothing() {
         assert!(seen.contains(id));
     }
 }
+
+/// The isolation matrix: three apps (A authorized by alice with every
+/// scope, B authorized by bob with `basic` only, C by nobody), each with a
+/// stream of every object type. alice acts in every way that makes an event;
+/// each app must receive exactly the event types the visibility rules allow,
+/// and a leak anywhere names the app and the event.
+#[test]
+fn isolation_matrix_every_event_reaches_exactly_the_allowed_apps() {
+    use std::collections::BTreeSet;
+    let s = Server::start();
+    s.add_user("alice", "pw");
+    let bob_id = s.add_user("bob", "pw");
+    let carol_id = s.add_user("carol", "pw");
+    let (a, b, c) = (s.add_app("A"), s.add_app("B"), s.add_app("C"));
+    let all = "basic,files,follow,messages,polls,presence,stream,update_profile,write_post";
+    let types = [
+        "post",
+        "bookmark",
+        "follow",
+        "mute",
+        "block",
+        "message",
+        "channel",
+        "channel_subscription",
+        "token",
+        "file",
+        "poll",
+        "user_presence",
+        "user_channel_presence",
+        "user",
+    ];
+    let mut streams = Vec::new();
+    for app in [&a, &b, &c] {
+        let t = s.app_token(app);
+        s.create_stream(&t, "all", &types);
+        streams.push(s.ws(&format!("access_token={t}&key=all")).0);
+    }
+    let alice = s.user_token(&a, "alice", "pw", all); // token event → A only
+    let _bob = s.user_token(&b, "bob", "pw", "basic"); // token event → B only
+    let carol_c = s.user_token(&c, "carol", "pw", "messages"); // token event → C only; carol now authorized C
+    let ok = |r: Resp, what: &str| assert!(r.status < 300, "{what}: {} {}", r.status, r.body);
+    ok(s.json("PATCH", "/v1/users/me", Some(&alice), json!({"name": "Alice"})), "profile");
+    let post = s.json("POST", "/v1/posts", Some(&alice), json!({"text": "hello"}));
+    let pid = post.body["data"]["id"].as_str().unwrap().to_string();
+    ok(post, "post");
+    ok(s.call("PUT", &format!("/v1/posts/{pid}/bookmark"), Some(&alice), None), "bookmark");
+    ok(s.call("PUT", &format!("/v1/users/{bob_id}/follow"), Some(&alice), None), "follow");
+    ok(s.call("PUT", &format!("/v1/users/{carol_id}/mute"), Some(&alice), None), "mute");
+    ok(s.call("PUT", &format!("/v1/users/{bob_id}/block"), Some(&alice), None), "block");
+    ok(s.json("PUT", "/v1/users/me/presence", Some(&alice), json!({"presence": "here"})), "presence");
+    // A private channel alice shares with carol only; carol authorized C
+    // with messages, so C may see it too; B may not.
+    let ch = s.json(
+        "POST",
+        "/v1/channels",
+        Some(&alice),
+        json!({"type": "com.example.room", "acl": {"write": {"user_ids": [carol_id.clone()]}}}),
+    );
+    let cid = ch.body["data"]["id"].as_str().unwrap().to_string();
+    ok(ch, "channel");
+    ok(
+        s.json("POST", &format!("/v1/channels/{cid}/messages"), Some(&alice), json!({"text": "psst"})),
+        "message",
+    );
+    ok(s.call("PUT", &format!("/v1/channels/{cid}/subscribe"), Some(&carol_c), None), "subscribe");
+    ok(
+        s.json(
+            "PUT",
+            &format!("/v1/users/me/presence/channels/{cid}"),
+            Some(&alice),
+            json!({"presence": "in"}),
+        ),
+        "channel presence",
+    );
+    ok(
+        s.json(
+            "POST",
+            "/v1/polls",
+            Some(&alice),
+            json!({"type": "com.example.poll", "prompt": "?", "options": [{"text": "a"}, {"text": "b"}], "duration": 60}),
+        ),
+        "poll",
+    );
+    ok(s.json("POST", "/v1/files", Some(&alice), json!({"type": "com.example.f", "name": "f.txt"})), "file");
+    let end = s.json("POST", "/v1/posts", Some(&alice), json!({"text": "END"}));
+    let end_id = end.body["data"]["id"].as_str().unwrap().to_string();
+    let expected: [BTreeSet<&str>; 3] = [
+        // A: alice authorized it with every scope.
+        [
+            "post",
+            "bookmark",
+            "follow",
+            "mute",
+            "block",
+            "message",
+            "channel",
+            "channel_subscription",
+            "token",
+            "file",
+            "poll",
+            "user_presence",
+            "user_channel_presence",
+            "user",
+        ]
+        .into(),
+        // B: public types and its own token only.
+        ["post", "bookmark", "follow", "token", "user_presence"].into(),
+        // C: public types, its own token, and the channel carol may read
+        // (its subscription is carol's; carol authorized C with messages).
+        [
+            "post",
+            "bookmark",
+            "follow",
+            "token",
+            "user_presence",
+            "channel",
+            "message",
+            "channel_subscription",
+        ]
+        .into(),
+    ];
+    for (i, ws) in streams.iter_mut().enumerate() {
+        let mut got = BTreeSet::new();
+        loop {
+            let ev = ws.next_event();
+            let t = ev["meta"]["type"].as_str().unwrap().to_string();
+            if t == "post" && ev["data"][0]["id"] == end_id.as_str() {
+                break;
+            }
+            assert!(
+                expected[i].contains(t.as_str()),
+                "LEAK: app {} received a {t} event it must not see: {ev}",
+                ["A", "B", "C"][i]
+            );
+            got.insert(t);
+        }
+        let missing: Vec<_> = expected[i].iter().filter(|t| !got.contains(**t)).collect();
+        assert!(missing.is_empty(), "app {} missed {missing:?}", ["A", "B", "C"][i]);
+    }
+}
