@@ -195,7 +195,16 @@ fn start_target(a: &Args) -> Target {
     let db = dir.join("bench.db").to_string_lossy().into_owned();
     let mut child = Command::new(&bin)
         .args(["serve", "--api-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0", "--db", &db])
-        .args(["--max-conns-per-app", "1000000", "--max-conns", "1000000", "--http-threads", "16"])
+        .args([
+            "--max-conns-per-app",
+            "1000000",
+            "--max-conns",
+            "1000000",
+            "--http-threads",
+            "16",
+            "--rate-limit",
+            "0",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

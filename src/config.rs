@@ -28,6 +28,8 @@ pub struct Config {
     pub retention_secs: i64,
     pub retention_events: usize,
     pub prune_every: Duration,
+    pub rate_limit: u64,
+    pub rate_window: Duration,
 }
 
 /// One flag: its name, env var, default (as text) and help.
@@ -131,6 +133,18 @@ pub const FLAGS: &[Flag] = &[
         help: "how often retention runs (also once at start)",
     },
     Flag {
+        name: "--rate-limit",
+        env: "SPOUT_RATE_LIMIT",
+        default: "10000",
+        help: "REST requests per token (per address without one) per window; 0 turns it off",
+    },
+    Flag {
+        name: "--rate-window-secs",
+        env: "SPOUT_RATE_WINDOW_SECS",
+        default: "60",
+        help: "the rate-limit window",
+    },
+    Flag {
         name: "--sync",
         env: "SPOUT_SYNC",
         default: "normal",
@@ -205,6 +219,8 @@ impl Config {
             retention_secs: num("--retention-secs", 1)? as i64,
             retention_events: num("--retention-events", 1)? as usize,
             prune_every: Duration::from_secs(num("--prune-secs", 1)?),
+            rate_limit: num("--rate-limit", 0)?,
+            rate_window: Duration::from_secs(num("--rate-window-secs", 1)?),
         })
     }
 

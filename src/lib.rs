@@ -13,6 +13,7 @@ pub mod hub;
 pub mod model;
 #[cfg(test)]
 mod proptests;
+pub mod ratelimit;
 pub mod retention;
 pub mod server;
 pub mod storage;

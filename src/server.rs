@@ -82,11 +82,12 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
     let http = Arc::new(http);
     let stopping = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
+    let limiter = Arc::new(crate::ratelimit::RateLimiter::new(cfg.rate_limit, cfg.rate_window));
     for i in 0..cfg.http_threads {
-        let (http, ctx, max_body) = (http.clone(), ctx.clone(), cfg.max_body);
+        let (http, ctx, max_body, limiter) = (http.clone(), ctx.clone(), cfg.max_body, limiter.clone());
         let t = spawn(format!("api-{i}"), None, move || {
             while let Ok(rq) = http.recv() {
-                handle(&ctx, rq, max_body);
+                handle(&ctx, rq, max_body, &limiter);
             }
         })
         .map_err(|e| e.to_string())?;
@@ -207,7 +208,7 @@ fn respond(rq: tiny_http::Request, resp: Resp, pretty: bool, close: bool) {
 
 /// Reads one request (body capped), dispatches it with panics caught, and
 /// answers. Never panics itself.
-fn handle(ctx: &Ctx, mut rq: tiny_http::Request, max_body: usize) {
+fn handle(ctx: &Ctx, mut rq: tiny_http::Request, max_body: usize, limiter: &crate::ratelimit::RateLimiter) {
     let headers: Vec<(String, String)> = rq
         .headers()
         .iter()
@@ -234,10 +235,29 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request, max_body: usize) {
     }
     let mut req = Req::new(rq.method().as_str(), rq.url(), headers, body);
     req.remote = rq.remote_addr().map(|a| a.ip());
-    let resp = catch_unwind(AssertUnwindSafe(|| api::dispatch(ctx, &req))).unwrap_or_else(|_| {
-        log::error!("handler panicked on {} {}", req.method, req.path);
-        Resp::error(&ApiError::internal())
-    });
+    let key = crate::auth::bearer(&req)
+        .map(|t| format!("t:{t}"))
+        .unwrap_or_else(|| format!("a:{}", req.remote.map(|ip| ip.to_string()).unwrap_or_default()));
+    let verdict = limiter.check(&key, std::time::Instant::now());
+    let resp = match &verdict {
+        Some(v) if !v.allowed => {
+            let e = ApiError::new(429, format!("Rate limit exceeded: try again in {} seconds", v.reset));
+            let mut r = Resp::error(&e).header("Retry-After", &v.reset.to_string());
+            r.body["meta"]["retry_in"] = serde_json::json!(v.reset);
+            r
+        }
+        _ => catch_unwind(AssertUnwindSafe(|| api::dispatch(ctx, &req))).unwrap_or_else(|_| {
+            log::error!("handler panicked on {} {}", req.method, req.path);
+            Resp::error(&ApiError::internal())
+        }),
+    };
+    let resp = match verdict {
+        Some(v) => resp
+            .header("X-RateLimit-Limit", &v.limit.to_string())
+            .header("X-RateLimit-Remaining", &v.remaining.to_string())
+            .header("X-RateLimit-Reset", &v.reset.to_string()),
+        None => resp,
+    };
     let status = resp.status;
     respond(rq, resp, pretty, false);
     log::debug!("{} {} -> {status}", req.method, req.path);

@@ -48,3 +48,27 @@ fn sigterm_closes_streams_with_a_notice_and_exits_cleanly() {
     s.launch();
     assert_eq!(s.get(&format!("/v1/streams/k?access_token={t}"), None).status, 200);
 }
+
+#[test]
+fn requests_past_the_rate_limit_get_429_with_pnut_headers() {
+    let s = Server::start_with(&["--rate-limit", "3", "--rate-window-secs", "3600"]);
+    let app = s.add_app("a");
+    let t = s.app_token(&app); // request 1 (anonymous: per address)
+    for i in 0..3 {
+        let r = s.get("/v1/token", Some(&t));
+        assert_eq!(r.status, 200, "request {i}: {}", r.body);
+        assert_eq!(r.header("X-RateLimit-Limit"), Some("3"));
+        assert_eq!(r.header("X-RateLimit-Remaining"), Some((2 - i).to_string().as_str()));
+        assert!(r.header("X-RateLimit-Reset").unwrap().parse::<u64>().unwrap() > 3000);
+    }
+    let r = s.get("/v1/token", Some(&t));
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.body["meta"]["code"], 429);
+    assert!(r.body["meta"]["error_message"].as_str().unwrap().contains("Rate limit"));
+    assert!(r.body["meta"]["retry_in"].as_u64().unwrap() > 3000);
+    assert!(r.header("Retry-After").is_some());
+    assert_eq!(r.header("X-RateLimit-Remaining"), Some("0"));
+    // Another token has its own budget.
+    let t2 = s.app_token(&app);
+    assert_eq!(s.get("/v1/token", Some(&t2)).status, 200);
+}

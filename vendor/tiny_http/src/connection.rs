@@ -27,8 +27,11 @@ impl Listener {
             // spout patch: responses go out as several writes (head, body);
             // with Nagle on, the body waits for the client's delayed ACK
             // (40 ms per request on Linux). Send each write at once.
+            // spout patch: a client that stops sending (slowloris, or an idle
+            // keep-alive connection) frees its pool thread after 20 s.
             Self::Tcp(l) => l.accept().map(|(conn, addr)| {
                 let _ = conn.set_nodelay(true);
+                let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(20)));
                 (Connection::from(conn), Some(addr))
             }),
             #[cfg(unix)]
