@@ -30,6 +30,8 @@ pub struct Config {
     pub prune_every: Duration,
     pub rate_limit: u64,
     pub rate_window: Duration,
+    pub head_timeout: Duration,
+    pub ws_max_message: usize,
 }
 
 /// One flag: its name, env var, default (as text) and help.
@@ -145,6 +147,18 @@ pub const FLAGS: &[Flag] = &[
         help: "the rate-limit window",
     },
     Flag {
+        name: "--head-timeout-secs",
+        env: "SPOUT_HEAD_TIMEOUT_SECS",
+        default: "10",
+        help: "a stream client must send its whole request head within this (slowloris)",
+    },
+    Flag {
+        name: "--ws-max-message",
+        env: "SPOUT_WS_MAX_MESSAGE",
+        default: "65536",
+        help: "largest websocket message or frame a client may send (bytes; 1009 close above)",
+    },
+    Flag {
         name: "--sync",
         env: "SPOUT_SYNC",
         default: "normal",
@@ -221,6 +235,8 @@ impl Config {
             prune_every: Duration::from_secs(num("--prune-secs", 1)?),
             rate_limit: num("--rate-limit", 0)?,
             rate_window: Duration::from_secs(num("--rate-window-secs", 1)?),
+            head_timeout: Duration::from_secs(num("--head-timeout-secs", 1)?),
+            ws_max_message: num("--ws-max-message", 125)? as usize,
         })
     }
 

@@ -51,13 +51,13 @@ impl Write for WsIo {
 }
 
 /// Small buffers and caps: a client only sends keepalives.
-fn ws_config() -> WebSocketConfig {
+fn ws_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)
         .max_write_buffer_size(64 * 1024)
-        .max_message_size(Some(64 * 1024))
-        .max_frame_size(Some(64 * 1024))
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
 }
 
 /// What poll reported.
@@ -96,6 +96,9 @@ fn wait(sock: &TcpStream, outlet: &Outlet, read: bool, until: Instant) -> io::Re
 /// drains for a bounded time, then ends the connection gracefully (FIN, then
 /// discard what the client still sends, so the close is not lost to a RST).
 fn finish(sock: &TcpStream, outlet: &Outlet, t: Transport, c: &Close) {
+    // The server ends this connection: its place is free at once, so a
+    // client that reconnects right away is not refused with a 429.
+    outlet.release_slot();
     if let Some(ctrl) = &c.control {
         outlet.send(wire::frame(t, &serde_json::to_vec(ctrl).unwrap_or_default()), 0);
     }
@@ -236,7 +239,7 @@ pub fn run_ws(rest: Vec<u8>, outlet: &Arc<Outlet>, cc: &ConnCfg, replay: &mut Re
     // poll: a connection costs two descriptors (socket and eventfd).
     let sock = outlet.socket();
     let io = WsIo { outlet: outlet.clone() };
-    let mut ws = WebSocket::from_partially_read(io, rest, Role::Server, Some(ws_config()));
+    let mut ws = WebSocket::from_partially_read(io, rest, Role::Server, Some(ws_config(cc.ws_max_message)));
     let mut last_heard = Instant::now();
     let mut first_pass = true;
     loop {

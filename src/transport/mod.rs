@@ -29,8 +29,6 @@ use std::time::Duration;
 const CONN_STACK: usize = 128 * 1024;
 /// Longest request head we read.
 const MAX_HEAD: usize = 8 * 1024;
-/// How long a client may take to send its request head (slowloris).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connection threads still running (a graceful shutdown waits for them).
 pub static LIVE_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -41,6 +39,10 @@ pub struct ConnCfg {
     pub keepalive: Duration,
     pub heartbeat: Duration,
     pub backlog: usize,
+    /// How long a client may take to send its request head (slowloris).
+    pub head_timeout: Duration,
+    /// The largest websocket message (and frame) a client may send.
+    pub ws_max_message: usize,
 }
 
 /// Starts the accept loop on `listener`.
@@ -51,7 +53,13 @@ pub fn start_listener(
     cfg: &Config,
     stopping: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, String> {
-    let cc = ConnCfg { keepalive: cfg.keepalive, heartbeat: cfg.heartbeat, backlog: cfg.conn_backlog_bytes };
+    let cc = ConnCfg {
+        keepalive: cfg.keepalive,
+        heartbeat: cfg.heartbeat,
+        backlog: cfg.conn_backlog_bytes,
+        head_timeout: cfg.head_timeout,
+        ws_max_message: cfg.ws_max_message,
+    };
     crate::server::spawn("stream-accept".into(), None, move || {
         for sock in listener.incoming() {
             if stopping.load(Ordering::Relaxed) {
@@ -256,8 +264,8 @@ fn start_replay(
 fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
     let _ = sock.set_nodelay(true);
     let _ = rustix::net::sockopt::set_socket_send_buffer_size(&sock, SEND_BUFFER);
-    let _ = sock.set_read_timeout(Some(HEAD_TIMEOUT));
-    let _ = sock.set_write_timeout(Some(HEAD_TIMEOUT));
+    let _ = sock.set_read_timeout(Some(cc.head_timeout));
+    let _ = sock.set_write_timeout(Some(cc.head_timeout));
     let Some((head, rest)) = read_head(&mut sock) else {
         log::debug!("stream connection closed or timed out before its request head");
         return;

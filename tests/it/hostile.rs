@@ -389,3 +389,124 @@ fn isolation_matrix_every_event_reaches_exactly_the_allowed_apps() {
         assert!(missing.is_empty(), "app {} missed {missing:?}", ["A", "B", "C"][i]);
     }
 }
+
+/// Raw websocket client frames (masked, as clients must send them).
+fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut f = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    assert!(payload.len() < 126);
+    f.push(0x80 | payload.len() as u8);
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// Opens a websocket by hand and returns the socket after the 101 head.
+fn raw_ws(s: &Server, token: &str) -> TcpStream {
+    let mut c = TcpStream::connect(&s.stream_addr).unwrap();
+    c.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        c,
+        "GET /v1/app?access_token={token}&key=k HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        c.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    c
+}
+
+/// Reads one server frame: (opcode, payload).
+fn read_frame(c: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    c.read_exact(&mut h).unwrap();
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            c.read_exact(&mut l).unwrap();
+            u16::from_be_bytes(l) as usize
+        }
+        127 => {
+            let mut l = [0u8; 8];
+            c.read_exact(&mut l).unwrap();
+            u64::from_be_bytes(l) as usize
+        }
+        n => n as usize,
+    };
+    let mut p = vec![0u8; len];
+    c.read_exact(&mut p).unwrap();
+    (h[0] & 0x0f, p)
+}
+
+/// Reads frames until a close frame; returns its code and reason.
+fn read_close(c: &mut TcpStream) -> (u16, String) {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = c.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(&buf[..n]);
+    }
+    let mut at = 0;
+    while at + 2 <= all.len() {
+        let (op, len) = (all[at] & 0x0f, (all[at + 1] & 0x7f) as usize);
+        let (hl, len) = match len {
+            126 => (4, u16::from_be_bytes([all[at + 2], all[at + 3]]) as usize),
+            127 => (10, u64::from_be_bytes(all[at + 2..at + 10].try_into().unwrap()) as usize),
+            n => (2, n),
+        };
+        let p = &all[at + hl..(at + hl + len).min(all.len())];
+        if op == 0x8 {
+            return (u16::from_be_bytes([p[0], p[1]]), String::from_utf8_lossy(&p[2..]).into_owned());
+        }
+        at += hl + len;
+    }
+    panic!("no close frame in {} bytes", all.len());
+}
+
+#[test]
+fn invalid_utf8_fragments_and_stalled_handshakes() {
+    let s = Server::start_with(&["--head-timeout-secs", "1"]);
+    let app = s.add_app("a");
+    let t = s.app_token(&app);
+    s.create_stream(&t, "k", &["user"]);
+    // Invalid UTF-8 in a text frame: close 1007 with a reason.
+    let mut c = raw_ws(&s, &t);
+    c.write_all(&client_frame(true, 0x1, &[0xff, 0xfe, b'a'])).unwrap();
+    let (code, reason) = read_close(&mut c);
+    assert_eq!(code, 1007, "{reason}");
+    assert!(reason.contains("UTF-8"), "{reason}");
+    // A message in fragments is a message like any other: it gets its pong.
+    let mut c = raw_ws(&s, &t);
+    c.write_all(&client_frame(false, 0x1, b"ke")).unwrap();
+    c.write_all(&client_frame(false, 0x0, b"ep")).unwrap();
+    c.write_all(&client_frame(true, 0x0, b"alive")).unwrap();
+    // (The first frame is the connection message.)
+    while read_frame(&mut c).0 != 0xa {}
+    // A continuation without a start is a protocol error: close 1002.
+    let mut c = raw_ws(&s, &t);
+    c.write_all(&client_frame(true, 0x0, b"orphan")).unwrap();
+    let (code, _) = read_close(&mut c);
+    assert_eq!(code, 1002);
+    // A handshake that never completes is dropped after --head-timeout-secs.
+    let mut stalled = TcpStream::connect(&s.stream_addr).unwrap();
+    stalled.write_all(b"GET /v1/app?key=k HTTP/1.1\r\nHost: x\r\n").unwrap();
+    stalled.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut out = Vec::new();
+    let r = stalled.read_to_end(&mut out);
+    assert!(r.is_ok() && out.is_empty(), "the server closed the stalled handshake: {r:?}");
+    // 1,000 attempts with bad tokens, then the server still serves.
+    for i in 0..1000 {
+        let (code, _) = s.stream_http(&format!("/v1/app?key=k&access_token=bad{i}"), &[]);
+        assert_eq!(code, 401);
+    }
+    let (_ok, hello) = s.ws(&format!("access_token={t}&key=k"));
+    assert!(hello["meta"]["connection_id"].is_string());
+}
