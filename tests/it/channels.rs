@@ -93,14 +93,6 @@ impl W {
     }
 }
 
-fn assert_error(r: &Resp, status: u16, needle: &str) {
-    assert_eq!(r.status, status, "{}", r.body);
-    assert_eq!(r.body["meta"]["code"], status);
-    assert!(r.body.get("data").is_none(), "{}", r.body);
-    let msg = r.body["meta"]["error_message"].as_str().unwrap_or("");
-    assert!(msg.contains(needle), "error {msg:?} should mention {needle:?}");
-}
-
 fn keys(v: &Value) -> Vec<String> {
     let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
     k.sort();

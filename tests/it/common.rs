@@ -266,20 +266,7 @@ impl Server {
 
     /// Sends a raw HTTP request to the stream listener; returns (status, body).
     pub fn stream_http(&self, path_and_query: &str, headers: &[(&str, &str)]) -> (u16, String) {
-        let mut s = TcpStream::connect(&self.stream_addr).unwrap();
-        s.set_read_timeout(Some(DEADLINE)).unwrap();
-        let mut req = format!("GET {path_and_query} HTTP/1.1\r\nHost: {}\r\n", self.stream_addr);
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes()).unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (status, body)
+        stream_get(&self.stream_addr, path_and_query, headers)
     }
 }
 
@@ -290,6 +277,34 @@ impl Drop for Server {
             let _ = c.wait();
         }
     }
+}
+
+/// A raw `GET` to the stream listener at `addr`; returns (status, body).
+pub fn stream_get(addr: &str, path_and_query: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut req = format!("GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// An error reply: the status, the same `meta.code`, no `data`, and an
+/// `error_message` mentioning `needle`.
+pub fn assert_error(r: &Resp, status: u16, needle: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.body["meta"]["code"], status, "{}", r.body);
+    assert!(r.body.get("data").is_none(), "an error has no data: {}", r.body);
+    let msg = r.body["meta"]["error_message"].as_str().unwrap_or("");
+    assert!(msg.contains(needle), "error_message {msg:?} should mention {needle:?}");
 }
 
 pub fn enc(s: &str) -> String {

@@ -10,14 +10,6 @@ fn setup() -> (Server, (String, String)) {
     (s, app)
 }
 
-fn assert_error(r: &Resp, status: u16, needle: &str) {
-    assert_eq!(r.status, status, "{}", r.body);
-    assert_eq!(r.body["meta"]["code"], status, "{}", r.body);
-    assert!(r.body.get("data").is_none(), "an error has no data: {}", r.body);
-    let msg = r.body["meta"]["error_message"].as_str().unwrap_or("");
-    assert!(msg.contains(needle), "error_message {msg:?} should mention {needle:?}");
-}
-
 #[test]
 fn client_credentials_grant_gives_an_app_token() {
     let (s, app) = setup();

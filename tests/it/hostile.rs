@@ -337,23 +337,7 @@ fn isolation_matrix_every_event_reaches_exactly_the_allowed_apps() {
     let end_id = end.body["data"]["id"].as_str().unwrap().to_string();
     let expected: [BTreeSet<&str>; 3] = [
         // A: alice authorized it with every scope.
-        [
-            "post",
-            "bookmark",
-            "follow",
-            "mute",
-            "block",
-            "message",
-            "channel",
-            "channel_subscription",
-            "token",
-            "file",
-            "poll",
-            "user_presence",
-            "user_channel_presence",
-            "user",
-        ]
-        .into(),
+        types.into_iter().collect(),
         // B: public types and its own token only.
         ["post", "bookmark", "follow", "token", "user_presence"].into(),
         // C: public types, its own token, and the channel carol may read

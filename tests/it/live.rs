@@ -146,22 +146,6 @@ fn display_options_shape_objects_per_connection() {
     assert!(q["data"]["content"].get("html").is_none());
 }
 
-fn raw_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
-}
-
 const WS_HEADERS: &[(&str, &str)] = &[
     ("Upgrade", "websocket"),
     ("Connection", "Upgrade"),
@@ -173,7 +157,7 @@ fn assert_refused(addr: &str, path: &str, headers: &[(&str, &str)], status: u16,
     for extra in [&[][..], WS_HEADERS] {
         let mut h = headers.to_vec();
         h.extend_from_slice(extra);
-        let (code, body) = raw_get(addr, path, &h);
+        let (code, body) = stream_get(addr, path, &h);
         assert_eq!(code, status, "{path} {h:?}: {body}");
         let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("envelope expected: {body}"));
         assert_eq!(v["meta"]["code"], status);

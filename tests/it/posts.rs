@@ -80,14 +80,6 @@ fn subscribed(mut ws: Ws) -> Ws {
     }
 }
 
-fn assert_error(r: &Resp, status: u16, needle: &str) {
-    assert_eq!(r.status, status, "{}", r.body);
-    assert_eq!(r.body["meta"]["code"], status, "{}", r.body);
-    assert!(r.body.get("data").is_none(), "an error has no data: {}", r.body);
-    let msg = r.body["meta"]["error_message"].as_str().unwrap_or("");
-    assert!(msg.contains(needle), "error_message {msg:?} should mention {needle:?}");
-}
-
 fn keys(v: &Value) -> Vec<String> {
     let mut k: Vec<String> = v.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
     k.sort();
