@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/002_posts_graph.sql"),
     include_str!("../../migrations/003_channels.sql"),
     include_str!("../../migrations/004_durable_filters.sql"),
+    include_str!("../../migrations/005_user_counters.sql"),
 ];
 
 /// The schema version this build writes.
