@@ -428,6 +428,13 @@ impl Outlet {
         c
     }
 
+    /// The connection's thread is done: nothing more is written, so what
+    /// `sent_seq` says is final (an event the hub hands over after the
+    /// client left must not count as delivered).
+    pub fn finish(&self) {
+        self.lock().broken = true;
+    }
+
     /// The control type of the close the server asked for, if any.
     pub fn closed_by_server(&self) -> Option<String> {
         let st = self.lock();

@@ -96,12 +96,16 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
     {
         let (db, stopping) = (db.clone(), stopping.clone());
         // Events written by `spout admin` in another process reach the hub
-        // through the log; look for them every two seconds.
+        // through the log; look for them every two seconds. The same thread
+        // checkpoints the WAL, which the writer no longer does in a commit.
         threads.push(
             spawn("log-tail".into(), None, move || {
                 while !stopping.load(Ordering::Relaxed) {
                     std::thread::park_timeout(Duration::from_secs(2));
                     db.catch_up();
+                    if let Err(e) = db.checkpoint_passive() {
+                        log::warn!("WAL checkpoint failed: {}", e.message);
+                    }
                 }
             })
             .map_err(|e| e.to_string())?,

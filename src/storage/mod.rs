@@ -87,6 +87,10 @@ impl Db {
         let mut conn = open_conn(path, sync_full)
             .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
         migrations::migrate(&mut conn).map_err(|e| format!("migration failed: {e}"))?;
+        // The writer never checkpoints inside a commit (that fsyncs the
+        // database file while every other writer waits); `checkpoint_passive`
+        // does it from another connection, off the write path.
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(|e| e.to_string())?;
         let published = events::max_seq(&conn).map_err(|e| e.to_string())?;
         Ok(Db {
             path: path.to_path_buf(),
@@ -169,6 +173,15 @@ impl Db {
         if let Some(sink) = self.sink.get() {
             sink(items);
         }
+    }
+
+    /// Copies what the WAL holds into the database file without blocking
+    /// writers (run every few seconds by the server).
+    pub fn checkpoint_passive(&self) -> ApiResult<()> {
+        self.read(|c| {
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+            Ok(())
+        })
     }
 
     /// Copies the WAL into the database file and truncates it (shutdown).

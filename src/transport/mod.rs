@@ -405,6 +405,7 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
         Transport::Ws => conn::run_ws(rest, &outlet, cc, &mut replay),
         Transport::Chunked => conn::run_chunked(&outlet, cc, &mut replay),
     };
+    outlet.finish();
     outlet.release_slot();
     hub.leave(outlet.id);
     let sent = outlet.sent_seq();
