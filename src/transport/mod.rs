@@ -205,18 +205,19 @@ fn start_replay(
     transport: Transport,
     cc: &ConnCfg,
     purge_at: Option<i64>,
+    end_at_hello: i64,
 ) -> ApiResult<conn::Replay> {
     let position = req.param("position").and_then(|p| p.parse::<i64>().ok()).filter(|p| *p >= 0);
-    let (grants, first_seq, max_seq) = ctx.db.read(|c| {
+    let (grants, first_seq) = ctx.db.read(|c| {
         let grants =
             apps::authorizations_of_app(c, acc.app_id)?.into_iter().map(|a| (a.user_id, a.scopes)).collect();
-        Ok((grants, events::first_seq(c)?, events::max_seq(c)?))
+        Ok((grants, events::first_seq(c)?))
     })?;
     // A position past the end of the log cannot have been delivered (a
-    // stale or bogus one): clamp it, or it would become the stream's cursor
-    // and hide every event up to it from later connections.
-    let end = max_seq.max(hub.last_seq().load(std::sync::atomic::Ordering::SeqCst));
-    let position = position.map(|p| p.min(end));
+    // stale or bogus one): clamp it to where the log ended before the
+    // connection message, or it would hide every event up to it, including
+    // ones the client makes right after connecting.
+    let position = position.map(|p| p.min(end_at_hello));
     let start = match (purge_at, position) {
         (Some(p), _) | (None, Some(p)) => p,
         (None, None) => acc.stream.cursor.max(hub.cursor_of(acc.stream.id)),
@@ -354,23 +355,20 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
         }
         hub.leave(outlet.id);
     }
-    // `?purge=1` skips what was queued before the client could see this
-    // connection: everything committed before the connection message.
-    // (Taken later, at the first replay round, it also skipped events made
-    // after the client had the connection message.)
-    let purge_at = if req.flag("purge", false) {
-        match ctx.db.read(|c| Ok(events::max_seq(c)?)) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                log::error!("connection {}: cannot read the log's end: {}", outlet.id, e.message);
-                outlet.release_slot();
-                hub.leave(outlet.id);
-                return;
-            }
+    // Where the log ends before the client can see this connection. `?purge=1`
+    // skips what was queued up to here, and a `?position` past the end is
+    // clamped to it. (Read later, at the first replay round, it also covered
+    // events made after the client had the connection message.)
+    let end_at_hello = match ctx.db.read(|c| Ok(events::max_seq(c)?)) {
+        Ok(s) => s.max(hub.last_seq().load(std::sync::atomic::Ordering::SeqCst)),
+        Err(e) => {
+            log::error!("connection {}: cannot read the log's end: {}", outlet.id, e.message);
+            outlet.release_slot();
+            hub.leave(outlet.id);
+            return;
         }
-    } else {
-        None
     };
+    let purge_at = req.flag("purge", false).then_some(end_at_hello);
     // Marked before the client hears anything, so a crash from here on
     // still deletes the stream at the next start.
     if req.flag("auto_delete", false) {
@@ -391,16 +389,17 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
         acc.stream.key,
         transport
     );
-    let mut replay = match start_replay(ctx, hub, &req, &acc, &outlet, opts, transport, cc, purge_at) {
-        Ok(r) => r,
-        Err(e) => {
-            log::error!("connection {}: cannot prepare replay: {}", outlet.id, e.message);
-            outlet.release_slot();
-            hub.leave(outlet.id);
-            hub.unregister(acc.stream.id, &outlet);
-            return;
-        }
-    };
+    let mut replay =
+        match start_replay(ctx, hub, &req, &acc, &outlet, opts, transport, cc, purge_at, end_at_hello) {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("connection {}: cannot prepare replay: {}", outlet.id, e.message);
+                outlet.release_slot();
+                hub.leave(outlet.id);
+                hub.unregister(acc.stream.id, &outlet);
+                return;
+            }
+        };
     let end = match transport {
         Transport::Ws => conn::run_ws(rest, &outlet, cc, &mut replay),
         Transport::Chunked => conn::run_chunked(&outlet, cc, &mut replay),
