@@ -220,7 +220,11 @@ fn start_replay(
     let position = position.map(|p| p.min(end_at_hello));
     let start = match (purge_at, position) {
         (Some(p), _) | (None, Some(p)) => p,
-        (None, None) => acc.stream.cursor.max(hub.cursor_of(acc.stream.id)),
+        // After what the stream's connections already got, but never after
+        // the end of the log at the connection message: events committed
+        // once the client could see this connection are its own, even if
+        // another live connection on the stream got them first.
+        (None, None) => acc.stream.cursor.max(hub.cursor_of(acc.stream.id)).min(end_at_hello),
     };
     if purge_at.is_some() {
         let id = acc.stream.id;
