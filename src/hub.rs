@@ -850,13 +850,9 @@ impl HubState {
 
     fn remove(&mut self, id: u64) {
         if let Some(i) = self.index.remove(&id) {
-            let gone = self.conns.swap_remove(i);
-            let sent = gone.outlet.sent_seq();
-            if sent > 0 {
-                let mut m = self.shared.cursors.lock().unwrap_or_else(|p| p.into_inner());
-                let e = m.entry(gone.stream_id).or_insert(0);
-                *e = (*e).max(sent);
-            }
+            // The connection's thread already recorded how far it got
+            // (`Hub::unregister`).
+            self.conns.swap_remove(i);
             if let Some(moved) = self.conns.get(i) {
                 self.index.insert(moved.outlet.id, i);
             }

@@ -100,7 +100,7 @@ fn finish(sock: &TcpStream, outlet: &Outlet, t: Transport, c: &Close) {
     // client that reconnects right away is not refused with a 429.
     outlet.release_slot();
     if let Some(ctrl) = &c.control {
-        outlet.send(wire::frame(t, &serde_json::to_vec(ctrl).unwrap_or_default()), 0);
+        outlet.send(crate::hub::control_frame(t, ctrl).to_vec(), 0);
     }
     outlet.send(
         match t {

@@ -226,10 +226,7 @@ fn start_replay(
         // another live connection on the stream got them first.
         (None, None) => acc.stream.cursor.max(hub.cursor_of(acc.stream.id)).min(end_at_hello),
     };
-    if purge_at.is_some() {
-        let id = acc.stream.id;
-        ctx.db.write(|tx| Ok(streams::reset(tx, id, start)?))?;
-    } else {
+    if purge_at.is_none() {
         // Log positions after `start` that retention already removed.
         // An empty log means everything up to the hub's last event is gone.
         let first = first_seq.unwrap_or(hub.last_seq().load(std::sync::atomic::Ordering::SeqCst) + 1);
@@ -243,11 +240,11 @@ fn start_replay(
                 ),
             );
             doc["meta"]["control"]["dropped"] = json!(dropped);
-            outlet.send(wire::frame(transport, &serde_json::to_vec(&doc).unwrap_or_default()), 0);
+            outlet.send(crate::hub::control_frame(transport, &doc).to_vec(), 0);
         }
-        let id = acc.stream.id;
-        ctx.db.write(|tx| Ok(streams::reset(tx, id, start)?))?;
     }
+    let id = acc.stream.id;
+    ctx.db.write(|tx| Ok(streams::reset(tx, id, start)?))?;
     Ok(conn::Replay {
         pos: start,
         target: None,

@@ -213,12 +213,9 @@ pub fn list(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         };
         let pg = page_with_marker(req, marker.as_ref())?;
         let (rows, more) = store::messages_page(c, ch.id, &pg, include_deleted)?;
-        let mut out = Vec::new();
-        for m in &rows {
-            out.push(rendered(message_value(c, &ctx.api_url, m)?, &opts));
-        }
+        let out = render_rows(c, &ctx.api_url, &rows, &opts)?;
         let marker = marker.map(|m| super::marker_value(&m));
-        Ok((out, rows.iter().map(|m| m.id).collect::<Vec<_>>(), more, marker))
+        Ok((out, ids(&rows), more, marker))
     })?;
     let mut meta = page_meta(&keys, more);
     if let Some(m) = marker {
@@ -333,6 +330,16 @@ pub fn sticky_list(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     Ok(Resp::ok(Value::Array(list)))
 }
 
+/// A page of messages rendered for the reader's options.
+fn render_rows(c: &Connection, api_url: &str, rows: &[MessageRow], opts: &Opts) -> ApiResult<Vec<Value>> {
+    rows.iter().map(|m| Ok(rendered(message_value(c, api_url, m)?, opts))).collect()
+}
+
+/// The ids of a page, for its pagination meta.
+fn ids(rows: &[MessageRow]) -> Vec<i64> {
+    rows.iter().map(|m| m.id).collect()
+}
+
 /// `GET /v1/channels/{id}/messages/{mid}/thread`: the message's thread.
 pub fn thread(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let caller = reader(ctx, req)?;
@@ -343,11 +350,8 @@ pub fn thread(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         let ch = readable_channel(c, p[0], &caller)?;
         let m = find_message(c, &ch, p[1])?;
         let (rows, more) = store::thread_page(c, m.thread_id, &pg, include_deleted)?;
-        let mut out = Vec::new();
-        for m in &rows {
-            out.push(rendered(message_value(c, &ctx.api_url, m)?, &opts));
-        }
-        Ok((out, rows.iter().map(|m| m.id).collect::<Vec<_>>(), more))
+        let out = render_rows(c, &ctx.api_url, &rows, &opts)?;
+        Ok((out, ids(&rows), more))
     })?;
     Ok(Resp::with_meta(200, page_meta(&keys, more), Value::Array(list)))
 }
@@ -360,11 +364,8 @@ pub fn mine(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let opts = Opts::from_req(req);
     let (list, keys, more) = ctx.db.read(|c| {
         let (rows, more) = store::messages_by(c, uid, &pg, include_deleted)?;
-        let mut out = Vec::new();
-        for m in &rows {
-            out.push(rendered(message_value(c, &ctx.api_url, m)?, &opts));
-        }
-        Ok((out, rows.iter().map(|m| m.id).collect::<Vec<_>>(), more))
+        let out = render_rows(c, &ctx.api_url, &rows, &opts)?;
+        Ok((out, ids(&rows), more))
     })?;
     Ok(Resp::with_meta(200, page_meta(&keys, more), Value::Array(list)))
 }
