@@ -131,11 +131,28 @@ fn proc_stats(pid: &str) -> (f64, u64, u64) {
     (cpu / ticks, field("VmRSS:"), field("Threads:"))
 }
 
-fn raise_nofile() -> u64 {
+/// Raises the open-files limit to what `need` descriptors require: the soft
+/// limit up to the hard one, and the hard one too when privileged (root or
+/// CAP_SYS_RESOURCE, up to `fs.nr_open`). Children (the server) inherit it.
+fn raise_nofile(need: u64) -> u64 {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let cur = getrlimit(Resource::Nofile);
-    let want = cur.maximum.unwrap_or(1 << 20);
-    let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(want), maximum: cur.maximum });
+    let hard = cur.maximum.unwrap_or(u64::MAX);
+    if hard < need {
+        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(need);
+        let want = need.min(nr_open);
+        if setrlimit(Resource::Nofile, Rlimit { current: Some(want), maximum: Some(want) }).is_err() {
+            eprintln!(
+                "bench: the hard open-files limit ({hard}) is below the {need} this run needs and cannot be \
+                 raised without CAP_SYS_RESOURCE; first run (privileged): prlimit --pid $$ --nofile={need}:{need}"
+            );
+        }
+    }
+    let cur = getrlimit(Resource::Nofile);
+    let _ = setrlimit(Resource::Nofile, Rlimit { current: cur.maximum, maximum: cur.maximum });
     getrlimit(Resource::Nofile).current.unwrap_or(0)
 }
 
@@ -715,7 +732,9 @@ fn print_row(r: &Row) {
 
 fn main() {
     let a = parse_args();
-    let nofile = raise_nofile();
+    // One descriptor per connection in the server and one in the client
+    // (separate processes, each with this limit), plus slack.
+    let nofile = raise_nofile(a.conns.unwrap_or(5000) as u64 + 1024);
     eprintln!(
         "bench: open files limit {nofile}; threads-max {}; vm.max_map_count {} (each connection is a thread: about max_map_count/2 is the ceiling)",
         std::fs::read_to_string("/proc/sys/kernel/threads-max").unwrap_or_default().trim(),

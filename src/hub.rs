@@ -12,14 +12,12 @@ use crate::model::{prune, Kind, Opts};
 use crate::storage::{apps, streams, Db};
 use crate::wire::{self, Transport};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
-use rustix::event::{eventfd, EventfdFlags};
 use rustix::io::Errno;
 use rustix::net::{sendmsg, SendAncillaryBuffer, SendFlags};
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::io::IoSlice;
 use std::net::TcpStream;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -103,7 +101,9 @@ pub enum Flushed {
 pub struct Outlet {
     pub id: u64,
     sock: TcpStream,
-    wake: OwnedFd,
+    /// The connection's thread: woken (unparked) by the hub and by the
+    /// stream reactor when its socket needs it.
+    thread: std::thread::Thread,
     state: Mutex<OutState>,
     max_backlog: usize,
     slot: Mutex<Option<Slot>>,
@@ -116,19 +116,19 @@ pub struct Outlet {
 
 impl Outlet {
     /// A new outlet starts holding: the connection replays the log first.
-    pub fn new(sock: TcpStream, max_backlog: usize, slot: Slot) -> std::io::Result<Arc<Outlet>> {
+    /// Created on the connection's own thread, which `wake` unparks.
+    pub fn new(sock: TcpStream, max_backlog: usize, slot: Slot) -> Arc<Outlet> {
         static NEXT: AtomicU64 = AtomicU64::new(1);
-        let wake = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
-        Ok(Arc::new(Outlet {
+        Arc::new(Outlet {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             sock,
-            wake,
+            thread: std::thread::current(),
             state: Mutex::new(OutState { holding: true, ..OutState::default() }),
             max_backlog,
             slot: Mutex::new(Some(slot)),
             joined: AtomicBool::new(false),
             sent: AtomicI64::new(0),
-        }))
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, OutState> {
@@ -137,19 +137,10 @@ impl Outlet {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The eventfd the connection thread polls; readable after `wake`.
-    pub fn wake_fd(&self) -> BorrowedFd<'_> {
-        self.wake.as_fd()
-    }
-
+    /// Wakes the connection's thread (it parks between rounds of work; an
+    /// unpark before it parks is not lost).
     pub fn wake(&self) {
-        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
-    }
-
-    /// Resets the eventfd after the connection thread woke.
-    pub fn clear_wake(&self) {
-        let mut b = [0u8; 8];
-        let _ = rustix::io::read(&self.wake, &mut b);
+        self.thread.unpark();
     }
 
     /// Writes queued bytes, then `extra`, without blocking; whatever does
@@ -386,12 +377,6 @@ impl Outlet {
             }
         }
         true
-    }
-
-    /// Is anything waiting to be written? Checked under the lock right before
-    /// the thread parks, so a hub write after it always wakes the thread.
-    pub fn has_backlog(&self) -> bool {
-        !self.lock().queue.is_empty()
     }
 
     /// Asks the connection to end (first reason wins). Its slot under the

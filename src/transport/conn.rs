@@ -1,7 +1,8 @@
-//! One connection's thread: waits in poll(2) on its socket and its wake
-//! eventfd, so client input is read at once and an idle connection sleeps
-//! until its keepalive or heartbeat is due. It owns the read side, drains
-//! its backlog, and ends the connection with a control message and a close.
+//! One connection's thread: parks until the stream reactor (client input,
+//! room to write) or the hub (a backlog, a close) wakes it, or its keepalive
+//! or heartbeat is due, so an idle connection costs no CPU and one
+//! descriptor. It owns the read side, drains its backlog, and ends the
+//! connection with a control message and a close.
 
 use super::ConnCfg;
 use crate::filter::Filter;
@@ -9,7 +10,6 @@ use crate::hub::{render, wants, Close, Flushed, Grants, Hub, Outlet};
 use crate::model::Opts;
 use crate::storage::{filters, streams, Db};
 use crate::wire::{self, Transport};
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::net::{recv, RecvFlags};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -60,36 +60,13 @@ fn ws_config(max_message: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_message))
 }
 
-/// What poll reported.
-struct Ready {
-    sock_in: bool,
-    sock_out: bool,
-    woken: bool,
-}
-
-fn wait(sock: &TcpStream, outlet: &Outlet, read: bool, until: Instant) -> io::Result<Ready> {
-    let mut sock_flags = PollFlags::empty();
-    if read {
-        sock_flags |= PollFlags::IN;
-    }
-    if outlet.has_backlog() {
-        sock_flags |= PollFlags::OUT;
-    }
+/// Parks until woken or `until`. Every wake-up is followed by non-blocking
+/// attempts to read and to flush, so the reason need not be known.
+fn wait(until: Instant) {
     let left = until.saturating_duration_since(Instant::now());
-    let ts = Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) };
-    let wake = outlet.wake_fd();
-    let mut fds = [PollFd::new(sock, sock_flags), PollFd::new(&wake, PollFlags::IN)];
-    match poll(&mut fds, Some(&ts)) {
-        Ok(_) | Err(rustix::io::Errno::INTR) => {}
-        Err(e) => return Err(e.into()),
+    if !left.is_zero() {
+        std::thread::park_timeout(left);
     }
-    let s = fds[0].revents();
-    let w = fds[1].revents();
-    Ok(Ready {
-        sock_in: s.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR),
-        sock_out: s.intersects(PollFlags::OUT | PollFlags::ERR),
-        woken: w.contains(PollFlags::IN),
-    })
 }
 
 /// Sends the control message and the final frame of a server-side close,
@@ -113,24 +90,17 @@ fn finish(sock: &TcpStream, outlet: &Outlet, t: Transport, c: &Close) {
     while Instant::now() < deadline {
         match outlet.flush() {
             Flushed::Empty | Flushed::Failed => break,
-            Flushed::Pending => {
-                let _ = wait(sock, outlet, false, deadline);
-            }
+            Flushed::Pending => wait(deadline),
         }
     }
     let _ = sock.shutdown(Shutdown::Write);
     let mut scratch = [0u8; 1024];
     while Instant::now() < deadline {
-        match wait(sock, outlet, true, deadline) {
-            Ok(r) if r.sock_in => match recv(sock, &mut scratch[..], RecvFlags::DONTWAIT) {
-                Ok((0, _)) | Err(_) => break,
-                Ok(_) => {}
-            },
-            _ => {
-                if Instant::now() >= deadline {
-                    break;
-                }
-            }
+        match recv(sock, &mut scratch[..], RecvFlags::DONTWAIT) {
+            Ok((0, _)) => break,
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => wait(deadline),
+            Err(_) => break,
         }
     }
 }
@@ -235,8 +205,8 @@ impl Replay {
 
 /// Serves a websocket connection until it ends; returns why it ended.
 pub fn run_ws(rest: Vec<u8>, outlet: &Arc<Outlet>, cc: &ConnCfg, replay: &mut Replay) -> String {
-    // One socket handle, owned by the outlet, serves reads, writes and
-    // poll: a connection costs two descriptors (socket and eventfd).
+    // One socket handle, owned by the outlet, serves reads and writes: a
+    // connection costs one descriptor.
     let sock = outlet.socket();
     let io = WsIo { outlet: outlet.clone() };
     let mut ws = WebSocket::from_partially_read(io, rest, Role::Server, Some(ws_config(cc.ws_max_message)));
@@ -263,78 +233,63 @@ pub fn run_ws(rest: Vec<u8>, outlet: &Arc<Outlet>, cc: &ConnCfg, replay: &mut Re
         }
         // Bytes that came with the handshake are read without waiting, and
         // replay work goes on without sleeping.
-        let ready = if first_pass {
+        if first_pass {
             first_pass = false;
-            Ready { sock_in: true, sock_out: true, woken: false }
-        } else {
-            let until = if replay.ready(outlet) { Instant::now() } else { deadline };
-            match wait(sock, outlet, true, until) {
-                Ok(r) => r,
-                Err(e) => return format!("poll failed: {e}"),
-            }
-        };
-        if ready.woken {
-            outlet.clear_wake();
+        } else if !replay.ready(outlet) {
+            wait(deadline);
         }
-        if ready.sock_in {
-            loop {
-                match ws.read() {
-                    Ok(msg) => {
-                        last_heard = Instant::now();
-                        match msg {
-                            // pnut answers every client message with a pong;
-                            // spout sends a websocket pong frame, which
-                            // clients handle without seeing it as an event.
-                            Message::Text(_) | Message::Binary(_) => {
-                                if !outlet.send(vec![0x8a, 0], 0) {
-                                    return "client went away".into();
-                                }
+        loop {
+            match ws.read() {
+                Ok(msg) => {
+                    last_heard = Instant::now();
+                    match msg {
+                        // pnut answers every client message with a pong;
+                        // spout sends a websocket pong frame, which
+                        // clients handle without seeing it as an event.
+                        Message::Text(_) | Message::Binary(_) => {
+                            if !outlet.send(vec![0x8a, 0], 0) {
+                                return "client went away".into();
                             }
-                            Message::Close(_) => {
-                                let _ = ws.flush();
-                                let _ = outlet.flush();
-                                let _ = sock.shutdown(Shutdown::Both);
-                                return "closed by the client".into();
-                            }
-                            // tungstenite queues the pong for a ping itself.
-                            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                         }
+                        Message::Close(_) => {
+                            let _ = ws.flush();
+                            let _ = outlet.flush();
+                            let _ = sock.shutdown(Shutdown::Both);
+                            return "closed by the client".into();
+                        }
+                        // tungstenite queues the pong for a ping itself.
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                     }
-                    Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
-                        return "closed by the client".into();
-                    }
-                    Err(WsError::Protocol(
-                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-                    )) => {
-                        return "client hung up".into();
-                    }
-                    Err(WsError::Capacity(e)) => {
-                        let c = Close { code: 1009, reason: format!("message too big: {e}"), control: None };
-                        finish(sock, outlet, Transport::Ws, &c);
-                        return c.reason;
-                    }
-                    Err(WsError::Protocol(e)) => {
-                        let c = Close { code: 1002, reason: format!("protocol error: {e}"), control: None };
-                        finish(sock, outlet, Transport::Ws, &c);
-                        return c.reason;
-                    }
-                    Err(WsError::Utf8(_)) => {
-                        let c = Close {
-                            code: 1007,
-                            reason: "invalid UTF-8 in a text message".into(),
-                            control: None,
-                        };
-                        finish(sock, outlet, Transport::Ws, &c);
-                        return c.reason;
-                    }
-                    Err(e) => return format!("client connection failed: {e}"),
                 }
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
+                    return "closed by the client".into();
+                }
+                Err(WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)) => {
+                    return "client hung up".into();
+                }
+                Err(WsError::Capacity(e)) => {
+                    let c = Close { code: 1009, reason: format!("message too big: {e}"), control: None };
+                    finish(sock, outlet, Transport::Ws, &c);
+                    return c.reason;
+                }
+                Err(WsError::Protocol(e)) => {
+                    let c = Close { code: 1002, reason: format!("protocol error: {e}"), control: None };
+                    finish(sock, outlet, Transport::Ws, &c);
+                    return c.reason;
+                }
+                Err(WsError::Utf8(_)) => {
+                    let c =
+                        Close { code: 1007, reason: "invalid UTF-8 in a text message".into(), control: None };
+                    finish(sock, outlet, Transport::Ws, &c);
+                    return c.reason;
+                }
+                Err(e) => return format!("client connection failed: {e}"),
             }
-            // Push out a pong tungstenite may have queued.
-            let _ = ws.flush();
         }
-        if (ready.sock_out || ready.woken) && outlet.flush() == Flushed::Failed {
+        // Push out a pong tungstenite may have queued.
+        let _ = ws.flush();
+        if outlet.flush() == Flushed::Failed {
             return "client went away".into();
         }
     }
@@ -353,21 +308,17 @@ pub fn run_chunked(outlet: &Arc<Outlet>, cc: &ConnCfg, replay: &mut Replay) -> S
         if let Err(e) = replay.step(outlet) {
             return e;
         }
-        let until = if replay.ready(outlet) { Instant::now() } else { next_beat };
-        let ready = match wait(sock, outlet, true, until) {
-            Ok(r) => r,
-            Err(e) => return format!("poll failed: {e}"),
-        };
-        if ready.woken {
-            outlet.clear_wake();
+        if !replay.ready(outlet) {
+            wait(next_beat);
         }
-        if ready.sock_in {
-            // A chunked client sends nothing after its request; input here
-            // is either the end of the connection or ignored.
+        // A chunked client sends nothing after its request; input here is
+        // either the end of the connection or ignored. Read until the socket
+        // is empty: the reactor signals new input only once.
+        loop {
             match recv(sock, &mut scratch[..], RecvFlags::DONTWAIT) {
                 Ok((0, _)) => return "client hung up".into(),
-                Ok(_) => {}
-                Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => break,
                 Err(e) => return format!("client connection failed: {e}"),
             }
         }
@@ -377,7 +328,7 @@ pub fn run_chunked(outlet: &Arc<Outlet>, cc: &ConnCfg, replay: &mut Replay) -> S
                 return "client went away (heartbeat failed)".into();
             }
         }
-        if (ready.sock_out || ready.woken) && outlet.flush() == Flushed::Failed {
+        if outlet.flush() == Flushed::Failed {
             return "client went away".into();
         }
     }

@@ -4,6 +4,7 @@
 //! connection with a small stack.
 
 mod conn;
+mod reactor;
 
 use crate::api::Ctx;
 use crate::auth;
@@ -15,6 +16,7 @@ use crate::model::{self, Opts};
 use crate::storage::{apps, events, filters, streams};
 use crate::util::{base64url, random_bytes};
 use crate::wire::{self, Transport};
+use reactor::Reactor;
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -60,6 +62,7 @@ pub fn start_listener(
         head_timeout: cfg.head_timeout,
         ws_max_message: cfg.ws_max_message,
     };
+    let reactor = Reactor::start().map_err(|e| format!("cannot start the stream reactor: {e}"))?;
     crate::server::spawn("stream-accept".into(), None, move || {
         for sock in listener.incoming() {
             if stopping.load(Ordering::Relaxed) {
@@ -74,10 +77,10 @@ pub fn start_listener(
                     continue;
                 }
             };
-            let (ctx, hub, cc) = (ctx.clone(), hub.clone(), cc.clone());
+            let (ctx, hub, cc, reactor) = (ctx.clone(), hub.clone(), cc.clone(), reactor.clone());
             LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
             let r = crate::server::spawn("conn".into(), Some(CONN_STACK), move || {
-                let r = catch_unwind(AssertUnwindSafe(|| serve(sock, &ctx, &hub, &cc)));
+                let r = catch_unwind(AssertUnwindSafe(|| serve(sock, &ctx, &hub, &cc, &reactor)));
                 LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
                 if r.is_err() {
                     log::error!("a stream connection thread panicked; connection dropped");
@@ -263,7 +266,7 @@ fn start_replay(
     })
 }
 
-fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
+fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reactor) {
     let _ = sock.set_nodelay(true);
     let _ = rustix::net::sockopt::set_socket_send_buffer_size(&sock, SEND_BUFFER);
     let _ = sock.set_read_timeout(Some(cc.head_timeout));
@@ -316,9 +319,10 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg) {
     out.extend_from_slice(&wire::frame(transport, &hello));
     let _ = sock.set_read_timeout(None);
     let _ = sock.set_write_timeout(None);
-    let outlet = match Outlet::new(sock, cc.backlog, slot) {
-        Ok(o) => o,
-        Err(e) => return log::warn!("cannot create a connection outlet: {e}"),
+    let outlet = Outlet::new(sock, cc.backlog, slot);
+    let _watch = match reactor.watch(outlet.id, outlet.socket()) {
+        Ok(w) => w,
+        Err(e) => return log::warn!("cannot watch a stream connection: {e}"),
     };
     // Join the hub first (the outlet holds whatever the hub hands over),
     // then check again: a stream deleted, changed or a token revoked between
