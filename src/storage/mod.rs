@@ -1,5 +1,6 @@
-//! The only place with SQL. One writer connection (IMMEDIATE transactions)
-//! and a small pool of readers; migrations; the event log as outbox, handed
+//! The only place with SQL. One writer thread owning the writer connection
+//! (group commit: the writes queued at a moment share one IMMEDIATE
+//! transaction, each under its own savepoint) and a small pool of readers; migrations; the event log as outbox, handed
 //! to the hub after commit and in commit order.
 
 pub mod apps;
@@ -17,47 +18,75 @@ pub use users::UserRow;
 
 use crate::error::{ApiError, ApiResult};
 use crate::event::{Event, NewEvent, Outbox, Signal};
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use rusqlite::{Connection, OpenFlags};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-/// Where committed outbox items go (the hub). Called with the writer lock
-/// held, so items arrive in commit order; it must not block for long.
+/// Where committed outbox items go (the hub). Called on the writer thread
+/// right after each commit, so items arrive in commit order; it must not
+/// block for long.
 pub type Sink = Box<dyn Fn(Vec<Outbox>) + Send + Sync>;
 
+/// Most writes one transaction (group commit) takes.
+const MAX_BATCH: usize = 64;
+
+/// The writer connection; owned by the writer thread.
 struct Writer {
     conn: Connection,
     /// Highest event seq handed to the sink.
     published: i64,
+    sink: Arc<OnceLock<Sink>>,
+}
+
+/// The body of a `Db::write`: runs in the batch's transaction under its own
+/// savepoint and says whether to keep what it did.
+type WriteFn = Box<dyn FnOnce(&mut Tx) -> bool + Send + 'static>;
+
+/// Work for the writer thread.
+enum Job {
+    Write(WriteJob),
+    /// Runs between transactions (catch-up, checkpoint).
+    Plain(Box<dyn FnOnce(&mut Writer) + Send + 'static>),
+}
+
+struct WriteJob {
+    /// Declared before `done` so it is dropped first: `Db::write` relies on
+    /// the body being gone once `done` is.
+    run: Option<WriteFn>,
+    /// `None`: the body's own result stands. `Some`: the write was not
+    /// committed after all (the commit failed).
+    done: Sender<Option<ApiError>>,
 }
 
 /// A handle on the database; cheap to share behind an `Arc`.
 pub struct Db {
     path: PathBuf,
     sync_full: bool,
-    writer: Mutex<Writer>,
+    jobs: Sender<Job>,
     readers: Mutex<Vec<Connection>>,
-    sink: OnceLock<Sink>,
+    sink: Arc<OnceLock<Sink>>,
 }
 
-/// A write transaction plus the outbox items it produces.
+/// A write's view of the transaction, plus the outbox items it produces.
 pub struct Tx<'a> {
-    tx: rusqlite::Transaction<'a>,
+    conn: &'a Connection,
     out: Vec<Outbox>,
 }
 
 impl<'a> std::ops::Deref for Tx<'a> {
     type Target = Connection;
     fn deref(&self) -> &Connection {
-        &self.tx
+        self.conn
     }
 }
 
 impl Tx<'_> {
     /// Writes the event row in this transaction; it is published after commit.
     pub fn emit(&mut self, e: NewEvent) -> ApiResult<()> {
-        let ev = events::insert(&self.tx, e)?;
+        let ev = events::insert(self.conn, e)?;
         self.out.push(Outbox::Event(Arc::new(ev)));
         Ok(())
     }
@@ -82,7 +111,8 @@ fn open_conn(path: &Path, sync_full: bool) -> rusqlite::Result<Connection> {
 }
 
 impl Db {
-    /// Opens (creating and migrating if needed) the database at `path`.
+    /// Opens (creating and migrating if needed) the database at `path` and
+    /// starts its writer thread.
     pub fn open(path: &Path, sync_full: bool) -> Result<Db, String> {
         let mut conn = open_conn(path, sync_full)
             .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
@@ -92,13 +122,14 @@ impl Db {
         // does it from another connection, off the write path.
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(|e| e.to_string())?;
         let published = events::max_seq(&conn).map_err(|e| e.to_string())?;
-        Ok(Db {
-            path: path.to_path_buf(),
-            sync_full,
-            writer: Mutex::new(Writer { conn, published }),
-            readers: Mutex::new(Vec::new()),
-            sink: OnceLock::new(),
-        })
+        let sink = Arc::new(OnceLock::new());
+        let writer = Writer { conn, published, sink: sink.clone() };
+        // Unbounded: every sender waits for its own job, so at most one job
+        // per thread is queued.
+        let (jobs, rx) = unbounded();
+        crate::server::spawn("db-writer".into(), None, move || writer.run(rx))
+            .map_err(|e| format!("cannot start the database writer: {e}"))?;
+        Ok(Db { path: path.to_path_buf(), sync_full, jobs, readers: Mutex::new(Vec::new()), sink })
     }
 
     /// Installs where committed events go. Only the first call counts.
@@ -122,57 +153,62 @@ impl Db {
         out
     }
 
-    /// Runs `f` in one IMMEDIATE transaction. On `Ok` it commits and then
-    /// publishes the outbox (events first written by other processes, such
-    /// as `spout admin`, go before ours). On `Err` nothing is written.
-    pub fn write<T>(&self, f: impl FnOnce(&mut Tx) -> ApiResult<T>) -> ApiResult<T> {
-        let mut guard = self.writer.lock().map_err(|_| ApiError::internal())?;
-        let w: &mut Writer = &mut guard;
-        let (value, out) = {
-            let tx = w.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut tx = Tx { tx, out: Vec::new() };
-            let value = f(&mut tx)?;
-            let Tx { tx, out } = tx;
-            tx.commit()?;
-            (value, out)
-        };
-        self.publish(w, out);
-        Ok(value)
+    /// Runs `f` on the writer thread in an IMMEDIATE transaction and returns
+    /// once that transaction has committed and its outbox was published
+    /// (events first written by other processes, such as `spout admin`, go
+    /// before ours). On `Err` nothing `f` did is written.
+    ///
+    /// Group commit: the writer runs every write queued at that moment (up
+    /// to `MAX_BATCH`) in one transaction, each under its own savepoint, so
+    /// one failing write rolls back alone and the commit's cost is shared.
+    pub fn write<T: Send>(&self, f: impl FnOnce(&mut Tx) -> ApiResult<T> + Send) -> ApiResult<T> {
+        let mut slot: Option<ApiResult<T>> = None;
+        let (done, finished) = bounded(1);
+        {
+            let out = &mut slot;
+            let run: Box<dyn FnOnce(&mut Tx) -> bool + Send + '_> = Box::new(move |tx: &mut Tx| {
+                let r = f(tx);
+                let ok = r.is_ok();
+                *out = Some(r);
+                ok
+            });
+            // SAFETY: only the lifetime is erased (same fat-pointer layout).
+            // `run` borrows `slot` and whatever `f` borrows, all of which
+            // outlive this call, and this call does not return before `run`
+            // is gone: `finished.recv()` below returns only once the job's
+            // `done` sender has sent or been dropped, which the writer does
+            // after calling `run` (which consumes it) or after dropping the
+            // whole job (`run` is dropped before `done`, field order). The
+            // writer runs each body inside `catch_unwind`, and nothing here
+            // can unwind between the send and the receive.
+            let run: WriteFn =
+                unsafe { std::mem::transmute::<Box<dyn FnOnce(&mut Tx) -> bool + Send + '_>, WriteFn>(run) };
+            if let Err(e) = self.jobs.send(Job::Write(WriteJob { run: Some(run), done })) {
+                drop(e);
+                return Err(ApiError::internal());
+            }
+        }
+        match finished.recv() {
+            Ok(None) => slot.unwrap_or_else(|| Err(ApiError::internal())),
+            Ok(Some(e)) => Err(e),
+            Err(_) => Err(ApiError::internal()),
+        }
+    }
+
+    /// Runs `f` on the writer thread between transactions and waits for it.
+    fn plain<T: Send + 'static>(&self, f: impl FnOnce(&mut Writer) -> T + Send + 'static) -> ApiResult<T> {
+        let (tx, rx) = bounded(1);
+        let job = Job::Plain(Box::new(move |w: &mut Writer| {
+            let _ = tx.send(f(w));
+        }));
+        self.jobs.send(job).map_err(|_| ApiError::internal())?;
+        rx.recv().map_err(|_| ApiError::internal())
     }
 
     /// Publishes events committed by other processes that the hub has not
     /// seen yet. The server calls this every few seconds.
     pub fn catch_up(&self) {
-        if let Ok(mut w) = self.writer.lock() {
-            self.publish(&mut w, Vec::new());
-        }
-    }
-
-    fn publish(&self, w: &mut Writer, out: Vec<Outbox>) {
-        let first_ours = out.iter().find_map(|o| match o {
-            Outbox::Event(e) => Some(e.seq),
-            _ => None,
-        });
-        let mut items = Vec::new();
-        let gap_end = first_ours.unwrap_or(i64::MAX);
-        if gap_end > w.published + 1 {
-            match events::range(&w.conn, w.published, gap_end) {
-                Ok(evs) => items.extend(evs.into_iter().map(|e| Outbox::Event(Arc::new(e)))),
-                Err(e) => log::error!("reading events written elsewhere: {e}"),
-            }
-        }
-        items.extend(out);
-        for it in &items {
-            if let Outbox::Event(e) = it {
-                w.published = w.published.max(e.seq);
-            }
-        }
-        if items.is_empty() {
-            return;
-        }
-        if let Some(sink) = self.sink.get() {
-            sink(items);
-        }
+        let _ = self.plain(|w| w.publish(Vec::new()));
     }
 
     /// Copies what the WAL holds into the database file without blocking
@@ -186,8 +222,7 @@ impl Db {
 
     /// Copies the WAL into the database file and truncates it (shutdown).
     pub fn checkpoint(&self) -> ApiResult<()> {
-        let w = self.writer.lock().map_err(|_| ApiError::internal())?;
-        w.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.plain(|w| w.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))??;
         Ok(())
     }
 
@@ -204,6 +239,128 @@ impl Db {
     /// The schema version (`PRAGMA user_version`).
     pub fn schema_version(&self) -> ApiResult<i64> {
         self.read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+    }
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Job>) {
+        let mut writes: Vec<WriteJob> = Vec::new();
+        while let Ok(first) = rx.recv() {
+            let mut next = Some(first);
+            let mut taken = 0;
+            while let Some(job) = next.take() {
+                taken += 1;
+                match job {
+                    Job::Write(j) => writes.push(j),
+                    Job::Plain(f) => {
+                        self.commit_batch(std::mem::take(&mut writes));
+                        f(&mut self);
+                    }
+                }
+                if taken < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.commit_batch(std::mem::take(&mut writes));
+        }
+    }
+
+    fn exec(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    }
+
+    /// Runs `jobs` in one transaction, each under a savepoint, commits,
+    /// publishes, then tells each caller.
+    fn commit_batch(&mut self, jobs: Vec<WriteJob>) {
+        if jobs.is_empty() {
+            return;
+        }
+        if let Err(e) = self.exec("BEGIN IMMEDIATE") {
+            let e = ApiError::from(e);
+            for j in jobs {
+                let _ = j.done.send(Some(e.clone()));
+            }
+            return;
+        }
+        let mut out: Vec<Outbox> = Vec::new();
+        let mut kept: Vec<WriteJob> = Vec::new();
+        for mut job in jobs {
+            let Some(run) = job.run.take() else { continue };
+            let mut tx = Tx { conn: &self.conn, out: Vec::new() };
+            let ok = self.exec("SAVEPOINT job").is_ok()
+                && catch_unwind(AssertUnwindSafe(|| run(&mut tx))).unwrap_or_else(|_| {
+                    log::error!("a database write panicked; it was rolled back");
+                    false
+                });
+            let produced = tx.out;
+            if ok && self.exec("RELEASE job").is_ok() {
+                out.extend(produced);
+                kept.push(job);
+                continue;
+            }
+            // Undo this write alone. (The caller's result is already its
+            // error, or, if only the release failed, is overridden here.)
+            let undone = self.exec("ROLLBACK TO job").is_ok() && self.exec("RELEASE job").is_ok();
+            let _ = job.done.send(ok.then(ApiError::internal));
+            if !undone || self.conn.is_autocommit() {
+                // The error took the whole transaction with it: the writes
+                // kept so far are gone too.
+                log::error!("a failed write aborted its transaction; {} writes in it failed", kept.len());
+                let _ = self.exec("ROLLBACK");
+                for k in kept.drain(..) {
+                    let _ = k.done.send(Some(ApiError::internal()));
+                }
+                out.clear();
+                if let Err(e) = self.exec("BEGIN IMMEDIATE") {
+                    log::error!("cannot begin a write transaction: {e}");
+                    return;
+                }
+            }
+        }
+        match self.exec("COMMIT") {
+            Ok(()) => {
+                self.publish(out);
+                for k in kept {
+                    let _ = k.done.send(None);
+                }
+            }
+            Err(e) => {
+                log::error!("commit failed: {e}");
+                let _ = self.exec("ROLLBACK");
+                let e = ApiError::from(e);
+                for k in kept {
+                    let _ = k.done.send(Some(e.clone()));
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self, out: Vec<Outbox>) {
+        let first_ours = out.iter().find_map(|o| match o {
+            Outbox::Event(e) => Some(e.seq),
+            _ => None,
+        });
+        let mut items = Vec::new();
+        let gap_end = first_ours.unwrap_or(i64::MAX);
+        if gap_end > self.published + 1 {
+            match events::range(&self.conn, self.published, gap_end) {
+                Ok(evs) => items.extend(evs.into_iter().map(|e| Outbox::Event(Arc::new(e)))),
+                Err(e) => log::error!("reading events written elsewhere: {e}"),
+            }
+        }
+        items.extend(out);
+        for it in &items {
+            if let Outbox::Event(e) = it {
+                self.published = self.published.max(e.seq);
+            }
+        }
+        if items.is_empty() {
+            return;
+        }
+        if let Some(sink) = self.sink.get() {
+            sink(items);
+        }
     }
 }
 
@@ -239,4 +396,101 @@ pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
             || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn temp_db(tag: &str) -> (Db, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("spout-db-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        (Db::open(&dir.join("t.db"), false).unwrap(), dir)
+    }
+
+    fn names(db: &Db) -> Vec<String> {
+        db.read(|c| {
+            let mut st = c.prepare("SELECT username FROM users ORDER BY username")?;
+            let v = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(v)
+        })
+        .unwrap()
+    }
+
+    /// Many threads write at once, so the writer batches them into shared
+    /// transactions: every write that succeeded is there, every write that
+    /// failed (after writing) or panicked left nothing, and the outbox holds
+    /// exactly the kept writes' events, in commit order.
+    #[test]
+    fn group_commit_keeps_each_writes_own_outcome() {
+        let (db, dir) = temp_db("group");
+        let db = Arc::new(db);
+        let published = Arc::new(Mutex::new(Vec::<i64>::new()));
+        let p = published.clone();
+        db.set_sink(Box::new(move |items| {
+            let mut p = p.lock().unwrap();
+            for it in items {
+                if let Outbox::Event(e) = it {
+                    p.push(e.seq);
+                }
+            }
+        }));
+        let oks = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (db, oks) = (db.clone(), oks.clone());
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let name = format!("u{t}x{i:02}");
+                        let r = db.write(|tx| {
+                            users::create(tx, &name, "x")?;
+                            tx.emit(NewEvent {
+                                kind: crate::event::ObjType::User,
+                                audience: crate::event::Audience::Public,
+                                auth: None,
+                                envelope: serde_json::json!({"name": name}),
+                            })?;
+                            match i % 5 {
+                                3 => Err(ApiError::bad_request("refused after writing")),
+                                4 if t % 2 == 0 => panic!("a write that panics"),
+                                _ => Ok(name.clone()),
+                            }
+                        });
+                        match (i % 5, r) {
+                            (3, Err(e)) => assert_eq!(e.status, 400),
+                            (4, Err(e)) if t % 2 == 0 => assert_eq!(e.status, 500),
+                            (_, Ok(n)) => {
+                                assert_eq!(n, name);
+                                oks.fetch_add(1, Ordering::SeqCst);
+                            }
+                            (k, r) => panic!("write {name} (kind {k}) got {:?}", r.map_err(|e| e.message)),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut want: Vec<String> = (0..8)
+            .flat_map(|t| {
+                (0..50)
+                    .filter(move |i| i % 5 != 3 && !(i % 5 == 4 && t % 2 == 0))
+                    .map(move |i| format!("u{t}x{i:02}"))
+            })
+            .collect();
+        want.sort();
+        assert_eq!(names(&db), want);
+        assert_eq!(oks.load(Ordering::SeqCst), want.len());
+        let seqs = published.lock().unwrap().clone();
+        assert_eq!(seqs.len(), want.len(), "one event per kept write");
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "published in commit order: {seqs:?}");
+        let logged: i64 =
+            db.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)).unwrap();
+        assert_eq!(logged as usize, want.len());
+        drop(db);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
