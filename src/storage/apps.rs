@@ -65,7 +65,7 @@ pub fn app_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<App>> {
 }
 
 pub fn list_apps(c: &Connection) -> rusqlite::Result<Vec<App>> {
-    let mut st = c.prepare(&format!("SELECT {APP_COLS} FROM apps a ORDER BY a.id"))?;
+    let mut st = c.prepare_cached(&format!("SELECT {APP_COLS} FROM apps a ORDER BY a.id"))?;
     let rows = st.query_map([], |r| app_from(r, 0))?;
     rows.collect()
 }
@@ -74,7 +74,7 @@ pub fn list_apps(c: &Connection) -> rusqlite::Result<Vec<App>> {
 /// "no such app" and "wrong secret".
 pub fn app_with_secret(c: &Connection, client_id: &str, secret: &str) -> rusqlite::Result<Option<App>> {
     let row = c
-        .query_row(
+        .qrow(
             &format!("SELECT {APP_COLS}, a.secret_hash FROM apps a WHERE a.client_id = ?1"),
             [client_id],
             |r| Ok((app_from(r, 0)?, r.get::<_, Vec<u8>>(5)?)),
@@ -112,7 +112,7 @@ pub struct Grant {
 pub fn grant(c: &Connection, app_id: i64, user_id: i64, scopes: &[String]) -> rusqlite::Result<Grant> {
     let joined = scopes.join(",");
     let existing: Option<(i64, String)> = c
-        .query_row(
+        .qrow(
             "SELECT id, scopes FROM authorizations WHERE app_id = ?1 AND user_id = ?2",
             params![app_id, user_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -145,7 +145,7 @@ pub fn grant(c: &Connection, app_id: i64, user_id: i64, scopes: &[String]) -> ru
 pub fn principal(c: &Connection, token: &str) -> rusqlite::Result<Option<Principal>> {
     let hash = sha256(token);
     let row = c
-        .query_row(
+        .qrow(
             &format!(
                 "SELECT t.id, t.hash, au.user_id, au.scopes, {APP_COLS}
                  FROM tokens t JOIN apps a ON a.id = t.app_id
@@ -178,7 +178,7 @@ pub fn principal(c: &Connection, token: &str) -> rusqlite::Result<Option<Princip
 /// left, the authorization ends too; returns whether it did.
 pub fn revoke(c: &Connection, token_id: i64) -> rusqlite::Result<bool> {
     let auth: Option<i64> = c
-        .query_row("SELECT authorization_id FROM tokens WHERE id = ?1", [token_id], |r| r.get(0))
+        .qrow("SELECT authorization_id FROM tokens WHERE id = ?1", [token_id], |r| r.get(0))
         .optional()?
         .flatten();
     c.qexec("DELETE FROM tokens WHERE id = ?1", [token_id])?;
@@ -205,7 +205,7 @@ pub fn authorizations_of_app(c: &Connection, app_id: i64) -> rusqlite::Result<Ve
 
 /// Every live authorization (the hub loads these at start).
 pub fn all_authorizations(c: &Connection) -> rusqlite::Result<Vec<AuthRow>> {
-    let mut st = c.prepare("SELECT app_id, user_id, scopes FROM authorizations")?;
+    let mut st = c.prepare_cached("SELECT app_id, user_id, scopes FROM authorizations")?;
     let rows = st.query_map([], |r| {
         Ok(AuthRow { app_id: r.get(0)?, user_id: r.get(1)?, scopes: split_scopes(&r.get::<_, String>(2)?) })
     })?;

@@ -4,7 +4,7 @@
 //! close event in the same transaction), and the poll rendering it needs.
 
 use super::users::{self, UserRow};
-use super::{apps, Db, Tx};
+use super::{apps, Cached, Db, Tx};
 use crate::error::{ApiError, ApiResult};
 use crate::event::{Audience, NewEvent, ObjType};
 use crate::util::{iso8601, now};
@@ -151,7 +151,7 @@ fn channel_from(r: &Row) -> rusqlite::Result<ChannelRow> {
 }
 
 fn next_activity(c: &Connection) -> rusqlite::Result<i64> {
-    c.query_row("SELECT COALESCE(MAX(activity), 0) + 1 FROM channels", [], |r| r.get(0))
+    c.qrow("SELECT COALESCE(MAX(activity), 0) + 1 FROM channels", [], |r| r.get(0))
 }
 
 pub fn insert_channel(
@@ -163,7 +163,7 @@ pub fn insert_channel(
     pm_key: Option<&str>,
 ) -> rusqlite::Result<ChannelRow> {
     let act = next_activity(c)?;
-    c.execute(
+    c.qexec(
         "INSERT INTO channels (type, owner_id, acl, raw, pm_key, activity, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
@@ -180,15 +180,15 @@ pub fn insert_channel(
 }
 
 pub fn channel(c: &Connection, id: i64) -> rusqlite::Result<Option<ChannelRow>> {
-    c.query_row(&format!("SELECT {CH_COLS} FROM channels WHERE id = ?1"), [id], channel_from).optional()
+    c.qrow(&format!("SELECT {CH_COLS} FROM channels WHERE id = ?1"), [id], channel_from).optional()
 }
 
 pub fn channel_by_pm_key(c: &Connection, key: &str) -> rusqlite::Result<Option<ChannelRow>> {
-    c.query_row(&format!("SELECT {CH_COLS} FROM channels WHERE pm_key = ?1"), [key], channel_from).optional()
+    c.qrow(&format!("SELECT {CH_COLS} FROM channels WHERE pm_key = ?1"), [key], channel_from).optional()
 }
 
 pub fn save_channel(c: &Connection, ch: &ChannelRow) -> rusqlite::Result<()> {
-    c.execute(
+    c.qexec(
         "UPDATE channels SET acl = ?1, raw = ?2, is_active = ?3 WHERE id = ?4",
         params![serde_json::to_string(&ch.acl).unwrap_or_default(), ch.raw.to_string(), ch.is_active, ch.id],
     )?;
@@ -196,7 +196,7 @@ pub fn save_channel(c: &Connection, ch: &ChannelRow) -> rusqlite::Result<()> {
 }
 
 fn channel_list(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<Vec<ChannelRow>> {
-    let mut st = c.prepare(sql)?;
+    let mut st = c.prepare_cached(sql)?;
     let rows = st.query_map(p, channel_from)?;
     rows.collect()
 }
@@ -221,7 +221,7 @@ pub fn owned_channels(
 
 /// `true` if this made a new subscription.
 pub fn subscribe(c: &Connection, cid: i64, uid: i64) -> rusqlite::Result<bool> {
-    let n = c.execute(
+    let n = c.qexec(
         "INSERT OR IGNORE INTO channel_subscriptions (channel_id, user_id, created_at) VALUES (?1, ?2, ?3)",
         params![cid, uid, now()],
     )?;
@@ -230,14 +230,14 @@ pub fn subscribe(c: &Connection, cid: i64, uid: i64) -> rusqlite::Result<bool> {
 
 /// `true` if there was a subscription to remove.
 pub fn unsubscribe(c: &Connection, cid: i64, uid: i64) -> rusqlite::Result<bool> {
-    Ok(c.execute(
+    Ok(c.qexec(
         "DELETE FROM channel_subscriptions WHERE channel_id = ?1 AND user_id = ?2",
         params![cid, uid],
     )? > 0)
 }
 
 pub fn is_subscribed(c: &Connection, cid: i64, uid: i64) -> rusqlite::Result<bool> {
-    c.query_row(
+    c.qrow(
         "SELECT EXISTS(SELECT 1 FROM channel_subscriptions WHERE channel_id = ?1 AND user_id = ?2)",
         params![cid, uid],
         |r| r.get(0),
@@ -245,7 +245,8 @@ pub fn is_subscribed(c: &Connection, cid: i64, uid: i64) -> rusqlite::Result<boo
 }
 
 pub fn subscriber_ids(c: &Connection, cid: i64) -> rusqlite::Result<Vec<i64>> {
-    let mut st = c.prepare("SELECT user_id FROM channel_subscriptions WHERE channel_id = ?1 ORDER BY id")?;
+    let mut st =
+        c.prepare_cached("SELECT user_id FROM channel_subscriptions WHERE channel_id = ?1 ORDER BY id")?;
     let rows = st.query_map([cid], |r| r.get(0))?;
     rows.collect()
 }
@@ -253,21 +254,22 @@ pub fn subscriber_ids(c: &Connection, cid: i64) -> rusqlite::Result<Vec<i64>> {
 /// (pagination id, user id), newest subscription first.
 pub fn subscribers(c: &Connection, cid: i64, p: &Page) -> rusqlite::Result<(Vec<(i64, i64)>, bool)> {
     let (w, o) = p.sql("id");
-    let mut st =
-        c.prepare(&format!("SELECT id, user_id FROM channel_subscriptions WHERE channel_id = ?1{w}{o}"))?;
+    let mut st = c.prepare_cached(&format!(
+        "SELECT id, user_id FROM channel_subscriptions WHERE channel_id = ?1{w}{o}"
+    ))?;
     let rows: Vec<(i64, i64)> =
         st.query_map([cid], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     Ok(p.finish(rows))
 }
 
 pub fn subscriber_count(c: &Connection, cid: i64) -> rusqlite::Result<i64> {
-    c.query_row("SELECT COUNT(*) FROM channel_subscriptions WHERE channel_id = ?1", [cid], |r| r.get(0))
+    c.qrow("SELECT COUNT(*) FROM channel_subscriptions WHERE channel_id = ?1", [cid], |r| r.get(0))
 }
 
 /// Removes every subscription of a channel; returns the users who had one.
 pub fn drop_subscriptions(c: &Connection, cid: i64) -> rusqlite::Result<Vec<i64>> {
     let ids = subscriber_ids(c, cid)?;
-    c.execute("DELETE FROM channel_subscriptions WHERE channel_id = ?1", [cid])?;
+    c.qexec("DELETE FROM channel_subscriptions WHERE channel_id = ?1", [cid])?;
     Ok(ids)
 }
 
@@ -286,18 +288,18 @@ pub fn subscribed_channels(c: &Connection, uid: i64) -> rusqlite::Result<Vec<Cha
 
 pub fn set_muted(c: &Connection, cid: i64, uid: i64, muted: bool) -> rusqlite::Result<bool> {
     let n = if muted {
-        c.execute(
+        c.qexec(
             "INSERT OR IGNORE INTO channel_mutes (channel_id, user_id, created_at) VALUES (?1, ?2, ?3)",
             params![cid, uid, now()],
         )?
     } else {
-        c.execute("DELETE FROM channel_mutes WHERE channel_id = ?1 AND user_id = ?2", params![cid, uid])?
+        c.qexec("DELETE FROM channel_mutes WHERE channel_id = ?1 AND user_id = ?2", params![cid, uid])?
     };
     Ok(n > 0)
 }
 
 pub fn is_muted(c: &Connection, cid: i64, uid: i64) -> rusqlite::Result<bool> {
-    c.query_row(
+    c.qrow(
         "SELECT EXISTS(SELECT 1 FROM channel_mutes WHERE channel_id = ?1 AND user_id = ?2)",
         params![cid, uid],
         |r| r.get(0),
@@ -312,7 +314,7 @@ pub fn muted_channels(
 ) -> rusqlite::Result<(Vec<(i64, ChannelRow)>, bool)> {
     let (w, o) = p.sql("m.id");
     let cols = CH_COLS.split(", ").map(|k| format!("ch.{k}")).collect::<Vec<_>>().join(", ");
-    let mut st = c.prepare(&format!(
+    let mut st = c.prepare_cached(&format!(
         "SELECT m.id, {cols} FROM channel_mutes m JOIN channels ch ON ch.id = m.channel_id WHERE m.user_id = ?1{w}{o}"
     ))?;
     let rows = st
@@ -391,7 +393,7 @@ pub struct NewMessage<'a> {
 /// Inserts a message (thread: the reply's thread or itself) and moves the
 /// channel to the top of its subscribers' inboxes.
 pub fn insert_message(c: &Connection, m: &NewMessage) -> rusqlite::Result<MessageRow> {
-    c.execute(
+    c.qexec(
         "INSERT INTO messages (channel_id, user_id, app_id, text, raw, reply_to, thread_id, is_nsfw, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)",
         params![
@@ -407,14 +409,14 @@ pub fn insert_message(c: &Connection, m: &NewMessage) -> rusqlite::Result<Messag
     )?;
     let id = c.last_insert_rowid();
     let thread = m.reply_to.map(|r| r.1).unwrap_or(id);
-    c.execute("UPDATE messages SET thread_id = ?1 WHERE id = ?2", params![thread, id])?;
+    c.qexec("UPDATE messages SET thread_id = ?1 WHERE id = ?2", params![thread, id])?;
     let act = next_activity(c)?;
-    c.execute("UPDATE channels SET activity = ?1 WHERE id = ?2", params![act, m.channel_id])?;
+    c.qexec("UPDATE channels SET activity = ?1 WHERE id = ?2", params![act, m.channel_id])?;
     message(c, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
 pub fn message(c: &Connection, id: i64) -> rusqlite::Result<Option<MessageRow>> {
-    c.query_row(&format!("SELECT {MSG_COLS} FROM messages WHERE id = ?1"), [id], message_from).optional()
+    c.qrow(&format!("SELECT {MSG_COLS} FROM messages WHERE id = ?1"), [id], message_from).optional()
 }
 
 pub fn messages_page(
@@ -425,7 +427,8 @@ pub fn messages_page(
 ) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
     let (w, o) = p.sql("id");
     let del = if include_deleted { "" } else { " AND is_deleted = 0" };
-    let mut st = c.prepare(&format!("SELECT {MSG_COLS} FROM messages WHERE channel_id = ?1{del}{w}{o}"))?;
+    let mut st =
+        c.prepare_cached(&format!("SELECT {MSG_COLS} FROM messages WHERE channel_id = ?1{del}{w}{o}"))?;
     let rows = st.query_map([cid], message_from)?.collect::<Result<Vec<_>, _>>()?;
     Ok(p.finish(rows))
 }
@@ -439,7 +442,8 @@ pub fn thread_page(
 ) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
     let (w, o) = p.sql("id");
     let del = if include_deleted { "" } else { " AND is_deleted = 0" };
-    let mut st = c.prepare(&format!("SELECT {MSG_COLS} FROM messages WHERE thread_id = ?1{del}{w}{o}"))?;
+    let mut st =
+        c.prepare_cached(&format!("SELECT {MSG_COLS} FROM messages WHERE thread_id = ?1{del}{w}{o}"))?;
     let rows = st.query_map([thread], message_from)?.collect::<Result<Vec<_>, _>>()?;
     Ok(p.finish(rows))
 }
@@ -453,13 +457,14 @@ pub fn messages_by(
 ) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
     let (w, o) = p.sql("id");
     let del = if include_deleted { "" } else { " AND is_deleted = 0" };
-    let mut st = c.prepare(&format!("SELECT {MSG_COLS} FROM messages WHERE user_id = ?1{del}{w}{o}"))?;
+    let mut st =
+        c.prepare_cached(&format!("SELECT {MSG_COLS} FROM messages WHERE user_id = ?1{del}{w}{o}"))?;
     let rows = st.query_map([uid], message_from)?.collect::<Result<Vec<_>, _>>()?;
     Ok(p.finish(rows))
 }
 
 pub fn sticky_messages(c: &Connection, cid: i64) -> rusqlite::Result<Vec<MessageRow>> {
-    let mut st = c.prepare(&format!(
+    let mut st = c.prepare_cached(&format!(
         "SELECT {MSG_COLS} FROM messages WHERE channel_id = ?1 AND is_sticky = 1 AND is_deleted = 0 ORDER BY id DESC"
     ))?;
     let rows = st.query_map([cid], message_from)?;
@@ -467,7 +472,7 @@ pub fn sticky_messages(c: &Connection, cid: i64) -> rusqlite::Result<Vec<Message
 }
 
 pub fn delete_message(c: &Connection, id: i64, deleted_by: Option<i64>) -> rusqlite::Result<()> {
-    c.execute(
+    c.qexec(
         "UPDATE messages SET is_deleted = 1, is_sticky = 0, deleted_by = ?1 WHERE id = ?2",
         params![deleted_by, id],
     )?;
@@ -475,12 +480,12 @@ pub fn delete_message(c: &Connection, id: i64, deleted_by: Option<i64>) -> rusql
 }
 
 pub fn set_sticky(c: &Connection, id: i64, sticky: bool) -> rusqlite::Result<()> {
-    c.execute("UPDATE messages SET is_sticky = ?1 WHERE id = ?2", params![sticky, id])?;
+    c.qexec("UPDATE messages SET is_sticky = ?1 WHERE id = ?2", params![sticky, id])?;
     Ok(())
 }
 
 pub fn reply_count(c: &Connection, id: i64) -> rusqlite::Result<i64> {
-    c.query_row("SELECT COUNT(*) FROM messages WHERE reply_to = ?1 AND is_deleted = 0", [id], |r| r.get(0))
+    c.qrow("SELECT COUNT(*) FROM messages WHERE reply_to = ?1 AND is_deleted = 0", [id], |r| r.get(0))
 }
 
 /// Numbers and pointers a channel object shows.
@@ -496,13 +501,13 @@ pub struct ChannelStats {
 }
 
 pub fn channel_stats(c: &Connection, cid: i64) -> rusqlite::Result<ChannelStats> {
-    let (messages, has_sticky, recent_id): (i64, bool, Option<i64>) = c.query_row(
+    let (messages, has_sticky, recent_id): (i64, bool, Option<i64>) = c.qrow(
         "SELECT COUNT(*), COALESCE(MAX(is_sticky), 0), MAX(id) FROM messages WHERE channel_id = ?1 AND is_deleted = 0",
         [cid],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     let newest = c
-        .query_row(
+        .qrow(
             &format!("SELECT {MSG_COLS} FROM messages WHERE channel_id = ?1 ORDER BY id DESC LIMIT 1"),
             [cid],
             message_from,
@@ -516,7 +521,7 @@ pub fn channel_stats(c: &Connection, cid: i64) -> rusqlite::Result<ChannelStats>
 /// such message without a marker).
 pub fn has_unread(c: &Connection, cid: i64, uid: i64) -> rusqlite::Result<bool> {
     let last = marker(c, uid, &format!("channel:{cid}"))?.map(|m| m.last_read_id).unwrap_or(0);
-    c.query_row(
+    c.qrow(
         "SELECT EXISTS(SELECT 1 FROM messages WHERE channel_id = ?1 AND id > ?2 AND is_deleted = 0 AND user_id != ?3)",
         params![cid, last, uid],
         |r| r.get(0),
@@ -536,7 +541,7 @@ pub struct MarkerRow {
 }
 
 pub fn marker(c: &Connection, uid: i64, name: &str) -> rusqlite::Result<Option<MarkerRow>> {
-    c.query_row(
+    c.qrow(
         "SELECT name, marker_id, last_read_id, percentage, version, updated_at FROM markers
          WHERE user_id = ?1 AND name = ?2",
         params![uid, name],
@@ -569,7 +574,7 @@ pub fn set_marker(
         _ => id,
     };
     let version = cur.map(|m| m.version + 1).unwrap_or(1);
-    c.execute(
+    c.qexec(
         "INSERT OR REPLACE INTO markers (user_id, name, marker_id, last_read_id, percentage, version, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![uid, name, id, last, percentage, version, now()],
@@ -578,7 +583,7 @@ pub fn set_marker(
 }
 
 pub fn delete_marker(c: &Connection, uid: i64, name: &str) -> rusqlite::Result<()> {
-    c.execute("DELETE FROM markers WHERE user_id = ?1 AND name = ?2", params![uid, name])?;
+    c.qexec("DELETE FROM markers WHERE user_id = ?1 AND name = ?2", params![uid, name])?;
     Ok(())
 }
 
@@ -593,12 +598,12 @@ pub fn set_channel_presence(
     expires_at: i64,
 ) -> rusqlite::Result<()> {
     match presence {
-        Some(p) => c.execute(
+        Some(p) => c.qexec(
             "INSERT OR REPLACE INTO channel_presence (channel_id, user_id, presence, expires_at, last_seen_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![cid, uid, p, expires_at, now()],
         )?,
-        None => c.execute(
+        None => c.qexec(
             "UPDATE channel_presence SET expires_at = 0, last_seen_at = ?3 WHERE channel_id = ?1 AND user_id = ?2",
             params![cid, uid, now()],
         )?,
@@ -612,7 +617,7 @@ pub fn channel_presence(
     cid: i64,
     uid: i64,
 ) -> rusqlite::Result<Option<(Option<String>, i64)>> {
-    c.query_row(
+    c.qrow(
         "SELECT presence, expires_at, last_seen_at FROM channel_presence WHERE channel_id = ?1 AND user_id = ?2",
         params![cid, uid],
         |r| {
@@ -625,7 +630,7 @@ pub fn channel_presence(
 
 /// (user id, presence, last_seen_at) of everyone present (not expired) in a channel.
 pub fn present_in_channel(c: &Connection, cid: i64) -> rusqlite::Result<Vec<(i64, String, i64)>> {
-    let mut st = c.prepare(
+    let mut st = c.prepare_cached(
         "SELECT user_id, presence, last_seen_at FROM channel_presence
          WHERE channel_id = ?1 AND expires_at > ?2 ORDER BY last_seen_at DESC, user_id",
     )?;
@@ -688,7 +693,7 @@ pub struct NewFile<'a> {
 
 pub fn insert_file(c: &Connection, f: &NewFile) -> rusqlite::Result<FileRow> {
     let sha = f.content.map(sha256_hex);
-    c.execute(
+    c.qexec(
         "INSERT INTO files (user_id, app_id, type, kind, name, mime_type, is_public, raw, content, sha256, file_token, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
@@ -715,15 +720,15 @@ fn sha256_hex(b: &[u8]) -> String {
 }
 
 pub fn file(c: &Connection, id: i64) -> rusqlite::Result<Option<FileRow>> {
-    c.query_row(&format!("SELECT {FILE_COLS} FROM files WHERE id = ?1"), [id], file_from).optional()
+    c.qrow(&format!("SELECT {FILE_COLS} FROM files WHERE id = ?1"), [id], file_from).optional()
 }
 
 pub fn file_content(c: &Connection, id: i64) -> rusqlite::Result<Option<Vec<u8>>> {
-    Ok(c.query_row("SELECT content FROM files WHERE id = ?1", [id], |r| r.get(0)).optional()?.flatten())
+    Ok(c.qrow("SELECT content FROM files WHERE id = ?1", [id], |r| r.get(0)).optional()?.flatten())
 }
 
 pub fn save_file(c: &Connection, f: &FileRow) -> rusqlite::Result<()> {
-    c.execute(
+    c.qexec(
         "UPDATE files SET name = ?1, is_public = ?2, raw = ?3, is_deleted = ?4 WHERE id = ?5",
         params![f.name, f.is_public, f.raw.to_string(), f.is_deleted, f.id],
     )?;
@@ -731,7 +736,7 @@ pub fn save_file(c: &Connection, f: &FileRow) -> rusqlite::Result<()> {
 }
 
 pub fn set_file_content(c: &Connection, id: i64, content: &[u8], mime: Option<&str>) -> rusqlite::Result<()> {
-    c.execute(
+    c.qexec(
         "UPDATE files SET content = ?1, sha256 = ?2, mime_type = COALESCE(?3, mime_type) WHERE id = ?4",
         params![content, sha256_hex(content), mime, id],
     )?;
@@ -740,8 +745,9 @@ pub fn set_file_content(c: &Connection, id: i64, content: &[u8], mime: Option<&s
 
 pub fn files_of(c: &Connection, uid: i64, p: &Page) -> rusqlite::Result<(Vec<FileRow>, bool)> {
     let (w, o) = p.sql("id");
-    let mut st =
-        c.prepare(&format!("SELECT {FILE_COLS} FROM files WHERE user_id = ?1 AND is_deleted = 0{w}{o}"))?;
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {FILE_COLS} FROM files WHERE user_id = ?1 AND is_deleted = 0{w}{o}"
+    ))?;
     let rows = st.query_map([uid], file_from)?.collect::<Result<Vec<_>, _>>()?;
     Ok(p.finish(rows))
 }
@@ -804,7 +810,7 @@ pub struct NewPoll<'a> {
 }
 
 pub fn insert_poll(c: &Connection, p: &NewPoll) -> rusqlite::Result<PollRow> {
-    c.execute(
+    c.qexec(
         "INSERT INTO polls (user_id, app_id, type, prompt, options, max_options, is_anonymous, is_public, raw, poll_token, closed_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
@@ -826,13 +832,14 @@ pub fn insert_poll(c: &Connection, p: &NewPoll) -> rusqlite::Result<PollRow> {
 }
 
 pub fn poll(c: &Connection, id: i64) -> rusqlite::Result<Option<PollRow>> {
-    c.query_row(&format!("SELECT {POLL_COLS} FROM polls WHERE id = ?1"), [id], poll_from).optional()
+    c.qrow(&format!("SELECT {POLL_COLS} FROM polls WHERE id = ?1"), [id], poll_from).optional()
 }
 
 pub fn polls_of(c: &Connection, uid: i64, p: &Page) -> rusqlite::Result<(Vec<PollRow>, bool)> {
     let (w, o) = p.sql("id");
-    let mut st =
-        c.prepare(&format!("SELECT {POLL_COLS} FROM polls WHERE user_id = ?1 AND is_deleted = 0{w}{o}"))?;
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {POLL_COLS} FROM polls WHERE user_id = ?1 AND is_deleted = 0{w}{o}"
+    ))?;
     let rows = st.query_map([uid], poll_from)?.collect::<Result<Vec<_>, _>>()?;
     Ok(p.finish(rows))
 }
@@ -842,7 +849,7 @@ pub fn polls_of(c: &Connection, uid: i64, p: &Page) -> rusqlite::Result<(Vec<Pol
 pub fn polls_answered(c: &Connection, uid: i64, p: &Page) -> rusqlite::Result<(Vec<(i64, PollRow)>, bool)> {
     let (w, o) = p.sql("r.rowid");
     let cols = POLL_COLS.split(", ").map(|k| format!("p.{k}")).collect::<Vec<_>>().join(", ");
-    let mut st = c.prepare(&format!(
+    let mut st = c.prepare_cached(&format!(
         "SELECT r.rowid, {cols} FROM poll_respondents r JOIN polls p ON p.id = r.poll_id
          WHERE r.user_id = ?1 AND p.is_deleted = 0{w}{o}"
     ))?;
@@ -876,30 +883,31 @@ pub fn polls_answered(c: &Connection, uid: i64, p: &Page) -> rusqlite::Result<(V
 }
 
 pub fn delete_poll(c: &Connection, id: i64) -> rusqlite::Result<()> {
-    c.execute("UPDATE polls SET is_deleted = 1 WHERE id = ?1", [id])?;
+    c.qexec("UPDATE polls SET is_deleted = 1 WHERE id = ?1", [id])?;
     Ok(())
 }
 
 /// (user id, position) of every current answer.
 pub fn poll_responses(c: &Connection, id: i64) -> rusqlite::Result<Vec<(i64, i64)>> {
     let mut st =
-        c.prepare("SELECT user_id, position FROM poll_responses WHERE poll_id = ?1 ORDER BY user_id")?;
+        c.prepare_cached("SELECT user_id, position FROM poll_responses WHERE poll_id = ?1 ORDER BY user_id")?;
     let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
 
 pub fn poll_respondents(c: &Connection, id: i64) -> rusqlite::Result<Vec<i64>> {
-    let mut st =
-        c.prepare("SELECT user_id FROM poll_respondents WHERE poll_id = ?1 ORDER BY created_at, user_id")?;
+    let mut st = c.prepare_cached(
+        "SELECT user_id FROM poll_respondents WHERE poll_id = ?1 ORDER BY created_at, user_id",
+    )?;
     let rows = st.query_map([id], |r| r.get(0))?;
     rows.collect()
 }
 
 /// Replaces a user's answer; `true` if this is their first answer ever.
 pub fn set_poll_response(c: &Connection, id: i64, uid: i64, positions: &[i64]) -> rusqlite::Result<bool> {
-    c.execute("DELETE FROM poll_responses WHERE poll_id = ?1 AND user_id = ?2", params![id, uid])?;
+    c.qexec("DELETE FROM poll_responses WHERE poll_id = ?1 AND user_id = ?2", params![id, uid])?;
     for p in positions {
-        c.execute(
+        c.qexec(
             "INSERT OR IGNORE INTO poll_responses (poll_id, user_id, position) VALUES (?1, ?2, ?3)",
             params![id, uid, p],
         )?;
@@ -907,7 +915,7 @@ pub fn set_poll_response(c: &Connection, id: i64, uid: i64, positions: &[i64]) -
     if positions.is_empty() {
         return Ok(false);
     }
-    let n = c.execute(
+    let n = c.qexec(
         "INSERT OR IGNORE INTO poll_respondents (poll_id, user_id, created_at) VALUES (?1, ?2, ?3)",
         params![id, uid, now()],
     )?;
@@ -916,7 +924,7 @@ pub fn set_poll_response(c: &Connection, id: i64, uid: i64, positions: &[i64]) -
 
 /// Open polls whose `closed_at` has passed.
 pub fn due_polls(c: &Connection, at: i64) -> rusqlite::Result<Vec<PollRow>> {
-    let mut st = c.prepare(&format!(
+    let mut st = c.prepare_cached(&format!(
         "SELECT {POLL_COLS} FROM polls WHERE is_closed = 0 AND is_deleted = 0 AND closed_at <= ?1 ORDER BY closed_at, id"
     ))?;
     let rows = st.query_map([at], poll_from)?;
@@ -925,7 +933,7 @@ pub fn due_polls(c: &Connection, at: i64) -> rusqlite::Result<Vec<PollRow>> {
 
 /// When the next open poll closes.
 pub fn next_close(c: &Connection) -> rusqlite::Result<Option<i64>> {
-    c.query_row("SELECT MIN(closed_at) FROM polls WHERE is_closed = 0 AND is_deleted = 0", [], |r| r.get(0))
+    c.qrow("SELECT MIN(closed_at) FROM polls WHERE is_closed = 0 AND is_deleted = 0", [], |r| r.get(0))
 }
 
 // --------------------------------------------------- rendering shared with api
@@ -1046,7 +1054,7 @@ pub fn close_due_polls(db: &Db, api_url: &str) -> ApiResult<usize> {
     db.write(|tx| {
         let due = due_polls(tx, now())?;
         for p in &due {
-            tx.execute("UPDATE polls SET is_closed = 1 WHERE id = ?1", [p.id])?;
+            tx.qexec("UPDATE polls SET is_closed = 1 WHERE id = ?1", [p.id])?;
             let closed = PollRow { is_closed: true, ..p.clone() };
             let respondents = poll_respondents(tx, p.id)?;
             let subs: Vec<String> = respondents.iter().map(i64::to_string).collect();
@@ -1130,7 +1138,7 @@ pub fn existing_user_ids(c: &Connection, ids: &[i64]) -> rusqlite::Result<Vec<i6
         return Ok(vec![]);
     }
     let q = vec!["?"; ids.len()].join(",");
-    let mut st = c.prepare(&format!("SELECT id FROM users WHERE id IN ({q}) ORDER BY id"))?;
+    let mut st = c.prepare_cached(&format!("SELECT id FROM users WHERE id IN ({q}) ORDER BY id"))?;
     let rows = st.query_map(params_from_iter(ids.iter()), |r| r.get(0))?;
     rows.collect()
 }

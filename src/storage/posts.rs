@@ -105,7 +105,7 @@ pub fn set_tags(c: &Connection, post_id: i64, tags: &[String]) -> rusqlite::Resu
 }
 
 pub fn mentioned_users(c: &Connection, post_id: i64) -> rusqlite::Result<Vec<i64>> {
-    let mut st = c.prepare("SELECT user_id FROM post_mentions WHERE post_id = ?1 ORDER BY user_id")?;
+    let mut st = c.prepare_cached("SELECT user_id FROM post_mentions WHERE post_id = ?1 ORDER BY user_id")?;
     let rows = st.query_map([post_id], |r| r.get(0))?;
     rows.collect()
 }
@@ -125,7 +125,7 @@ pub fn revise(c: &Connection, p: &PostRow, content: &Value, is_nsfw: bool, now: 
 
 /// Earlier versions, newest first: (revision, content, is_nsfw).
 pub fn revisions(c: &Connection, post_id: i64) -> rusqlite::Result<Vec<(i64, Value, bool)>> {
-    let mut st = c.prepare(
+    let mut st = c.prepare_cached(
         "SELECT revision, content, is_nsfw FROM post_revisions WHERE post_id = ?1 ORDER BY revision DESC",
     )?;
     let rows = st.query_map([post_id], |r| Ok((r.get(0)?, json_col(r, 1)?, r.get(2)?)))?;
@@ -139,7 +139,8 @@ pub fn mark_deleted(c: &Connection, id: i64) -> rusqlite::Result<()> {
 
 /// Live reposts of a post.
 pub fn live_reposts_of(c: &Connection, id: i64) -> rusqlite::Result<Vec<i64>> {
-    let mut st = c.prepare("SELECT id FROM posts WHERE repost_of = ?1 AND is_deleted = 0 ORDER BY id")?;
+    let mut st =
+        c.prepare_cached("SELECT id FROM posts WHERE repost_of = ?1 AND is_deleted = 0 ORDER BY id")?;
     let rows = st.query_map([id], |r| r.get(0))?;
     rows.collect()
 }
@@ -179,14 +180,15 @@ pub fn viewer_flags(c: &Connection, id: i64, viewer: i64) -> rusqlite::Result<(b
 
 /// The newest `limit` users who bookmarked a post.
 pub fn bookmarkers(c: &Connection, post: i64, limit: i64) -> rusqlite::Result<Vec<i64>> {
-    let mut st = c.prepare("SELECT user_id FROM bookmarks WHERE post_id = ?1 ORDER BY id DESC LIMIT ?2")?;
+    let mut st =
+        c.prepare_cached("SELECT user_id FROM bookmarks WHERE post_id = ?1 ORDER BY id DESC LIMIT ?2")?;
     let rows = st.query_map([post, limit], |r| r.get(0))?;
     rows.collect()
 }
 
 /// The newest `limit` users with a live repost of a post.
 pub fn reposters(c: &Connection, post: i64, limit: i64) -> rusqlite::Result<Vec<i64>> {
-    let mut st = c.prepare(
+    let mut st = c.prepare_cached(
         "SELECT user_id FROM posts WHERE repost_of = ?1 AND is_deleted = 0 ORDER BY id DESC LIMIT ?2",
     )?;
     let rows = st.query_map([post, limit], |r| r.get(0))?;
@@ -348,7 +350,7 @@ fn paged(c: &Connection, inner: &str, mut args: Vec<Sql>, p: &PageReq) -> rusqli
     args.push(Sql::Integer(p.since_id.unwrap_or(0)));
     args.push(Sql::Integer(p.before_id.unwrap_or(i64::MAX)));
     args.push(Sql::Integer(n + 1));
-    let mut st = c.prepare(&sql)?;
+    let mut st = c.prepare_cached(&sql)?;
     let rows = st.query_map(params_from_iter(args), |r| {
         Ok(Item { pid: r.get(0)?, oid: r.get(1)?, extra: r.get(2)? })
     })?;
@@ -515,7 +517,7 @@ pub fn presence_of(c: &Connection, user: i64) -> rusqlite::Result<Option<Presenc
 
 /// Users whose presence is set and not expired at `now`, most recent first.
 pub fn online(c: &Connection, now: i64) -> rusqlite::Result<Vec<i64>> {
-    let mut st = c.prepare(
+    let mut st = c.prepare_cached(
         "SELECT user_id FROM presence WHERE presence IS NOT NULL AND expires_at > ?1
          ORDER BY last_seen_at DESC, user_id DESC",
     )?;

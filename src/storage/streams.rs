@@ -104,7 +104,7 @@ pub fn by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<StreamRow>> {
 
 /// Every stream (the retention pass walks them).
 pub fn all(c: &Connection) -> rusqlite::Result<Vec<StreamRow>> {
-    let mut st = c.prepare(&format!("SELECT {COLS} FROM streams ORDER BY id"))?;
+    let mut st = c.prepare_cached(&format!("SELECT {COLS} FROM streams ORDER BY id"))?;
     let rows = st.query_map([], from_row)?;
     rows.collect()
 }

@@ -79,7 +79,7 @@ pub fn by_username(c: &Connection, username: &str) -> rusqlite::Result<Option<Us
 }
 
 pub fn list(c: &Connection) -> rusqlite::Result<Vec<UserRow>> {
-    let mut st = c.prepare(&format!("SELECT {COLS} FROM users ORDER BY id"))?;
+    let mut st = c.prepare_cached(&format!("SELECT {COLS} FROM users ORDER BY id"))?;
     let rows = st.query_map([], from_row)?;
     rows.collect()
 }
@@ -88,7 +88,7 @@ pub fn list(c: &Connection) -> rusqlite::Result<Vec<UserRow>> {
 /// alike. A missing user still costs one hash, so timing tells nothing.
 pub fn check_password(c: &Connection, username: &str, password: &str) -> rusqlite::Result<Option<UserRow>> {
     let row: Option<(i64, String)> = c
-        .query_row("SELECT id, password_hash FROM users WHERE username = ?1", [username], |r| {
+        .qrow("SELECT id, password_hash FROM users WHERE username = ?1", [username], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
