@@ -217,13 +217,18 @@ pub fn user(u: &UserRow, content: Value, counts: Value, api_url: &str, rel: Opti
         v["name"] = json!(name);
     }
     if let Some(r) = rel {
-        v["follows_you"] = json!(r.follows_you);
-        v["you_follow"] = json!(r.you_follow);
-        v["you_muted"] = json!(r.you_muted);
-        v["you_blocked"] = json!(r.you_blocked);
-        v["you_can_follow"] = json!(r.you_can_follow);
+        set_relation(&mut v, r);
     }
     v
+}
+
+/// Sets the viewer-dependent flags on a user object.
+pub fn set_relation(v: &mut Value, r: Relation) {
+    v["follows_you"] = json!(r.follows_you);
+    v["you_follow"] = json!(r.you_follow);
+    v["you_muted"] = json!(r.you_muted);
+    v["you_blocked"] = json!(r.you_blocked);
+    v["you_can_follow"] = json!(r.you_can_follow);
 }
 
 /// The client ("source") object.

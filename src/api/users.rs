@@ -33,11 +33,19 @@ pub fn user_value(c: &Connection, api_url: &str, u: &UserRow, viewer: Option<i64
         Some(_) => Some(Relation::default()),
         None => None,
     };
-    let mut v = model::user(u, content, counts, api_url, rel);
     if viewer == Some(u.id) {
-        v["content"]["markdown_text"] = json!(u.description);
+        let mut v = model::user(u, content, counts, api_url, None);
+        as_own_profile(&mut v);
+        return Ok(v);
     }
-    Ok(v)
+    Ok(model::user(u, content, counts, api_url, rel))
+}
+
+/// A user object (rendered for nobody) as that user reads it: the flags
+/// towards oneself, and the description's markdown, which is its text.
+pub fn as_own_profile(v: &mut Value) {
+    model::set_relation(v, Relation::default());
+    v["content"]["markdown_text"] = v["content"]["text"].clone();
 }
 
 /// Resolves `123`, `@name` or `me` to a user; 400 for a malformed

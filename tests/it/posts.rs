@@ -667,3 +667,50 @@ fn events_follow_object_types() {
     f.post(&f.bob, json!({"text": "two"}));
     expect(&mut ws, "post", "2");
 }
+
+/// The answer to `POST /posts` is built from the event's rendering, not by
+/// reading the post back: it must be exactly what the author reads with the
+/// same parameters, for a root post and a reply, with every include set.
+#[test]
+fn create_answer_is_what_the_author_reads_back() {
+    let s = Server::start();
+    for u in ["alice", "bob"] {
+        s.add_user(u, PW);
+    }
+    let app = s.add_app("client");
+    let alice = s.user_token(&app, "alice", PW, "write_post,update_profile");
+    let bob = s.user_token(&app, "bob", PW, "write_post");
+    let r = s.json(
+        "PATCH",
+        "/v1/users/me",
+        Some(&alice),
+        json!({"name": "Alice", "content": {"text": "hi @bob #rust https://example.com"}, "raw": {"x.y": [{"a": 1}]}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let root = s.json("POST", "/v1/posts", Some(&bob), json!({"text": "root"}));
+    assert_eq!(root.status, 201, "{}", root.body);
+    for (i, q) in [
+        "",
+        "?include_raw=1",
+        "?include_post_raw=1&include_user_raw=1&include_html=0&include_counts=0",
+        "?include_bookmarked_by=1&include_reposted_by=1&include_user=0&include_client=0",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let reply = if i % 2 == 1 { json!("1") } else { Value::Null };
+        let made = s.json(
+            "POST",
+            &format!("/v1/posts{q}"),
+            Some(&alice),
+            json!({"text": format!("n{i} @bob #t{i} https://example.com/{i}"), "reply_to": reply, "raw": {"a.b": [{"i": i}]}}),
+        );
+        assert_eq!(made.status, 201, "{q}: {}", made.body);
+        let id = made.body["data"]["id"].as_str().unwrap().to_string();
+        let sep = if q.is_empty() { "?" } else { "&" };
+        let read = s.get(&format!("/v1/posts/{id}{q}{sep}x=1"), Some(&alice));
+        assert_eq!(read.status, 200, "{}", read.body);
+        assert_eq!(made.body["data"], read.body["data"], "{q}");
+        assert_eq!(made.body["data"]["you_bookmarked"], json!(false), "{q}");
+    }
+}

@@ -5,7 +5,7 @@
 mod graph;
 mod presence;
 
-use super::users::{find_user, merge_raw, user_value};
+use super::users::{as_own_profile, find_user, merge_raw, user_value};
 use super::{parse_id, Ctx, Route};
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
@@ -158,6 +158,18 @@ pub(super) fn post_value(
     p: &PostRow,
     viewer: Option<i64>,
 ) -> ApiResult<Value> {
+    post_value_of(c, api_url, p, viewer, false)
+}
+
+/// `post_value`; `fresh`: `p` was created in this transaction and is not a
+/// repost, so its counts are all zero without asking.
+fn post_value_of(
+    c: &Connection,
+    api_url: &str,
+    p: &PostRow,
+    viewer: Option<i64>,
+    fresh: bool,
+) -> ApiResult<Value> {
     let user = users::by_id(c, p.user_id)?.ok_or_else(ApiError::internal)?;
     let source = apps::app_by_id(c, p.app_id)?.map(|a| model::app(&a)).unwrap_or(Value::Null);
     let original = match p.repost_of {
@@ -166,7 +178,8 @@ pub(super) fn post_value(
     };
     // A repost mirrors its original's content, counts, raw and flags.
     let shown = original.as_ref().unwrap_or(p);
-    let [bookmarks, replies, reposts, threads] = store::counts(c, shown.id)?;
+    let [bookmarks, replies, reposts, threads] =
+        if fresh && original.is_none() { [0; 4] } else { store::counts(c, shown.id)? };
     let mut v = json!({
         "id": p.id.to_string(),
         "created_at": iso8601(p.created_at),
@@ -256,6 +269,31 @@ fn suppressed(c: &Connection, p: &PostRow) -> ApiResult<Vec<Value>> {
 fn emit_post(tx: &mut Tx, api_url: &str, p: &PostRow, extra: Option<(&str, Value)>) -> ApiResult<()> {
     let mut data = post_value(tx, api_url, p, None)?;
     add_actors(tx, api_url, &mut data, p, true, true)?;
+    emit_post_data(tx, p, data, extra)
+}
+
+/// Writes the `post` event for `p`, just created (not a repost), and
+/// returns the post object it carries. Nobody can have bookmarked, reposted
+/// or replied to it yet, so that takes no query.
+fn emit_new_post(tx: &mut Tx, api_url: &str, p: &PostRow) -> ApiResult<Value> {
+    let mut data = post_value_of(tx, api_url, p, None, true)?;
+    data["bookmarked_by"] = json!([]);
+    data["reposted_by"] = json!([]);
+    emit_post_data(tx, p, data.clone(), None)?;
+    Ok(data)
+}
+
+/// A post its author just created, as the author reads it, from the
+/// event's rendering: a read would only add the author's own flags, which
+/// are known (nothing bookmarked or reposted yet; their own profile).
+fn own_new_post(mut v: Value) -> Value {
+    v["you_bookmarked"] = json!(false);
+    v["you_reposted"] = json!(false);
+    as_own_profile(&mut v["user"]);
+    v
+}
+
+fn emit_post_data(tx: &mut Tx, p: &PostRow, data: Value, extra: Option<(&str, Value)>) -> ApiResult<()> {
     let mut meta = json!({
         "timestamp": now(),
         "id": p.id.to_string(),
@@ -382,7 +420,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let is_nsfw = body_bool(&body, "is_nsfw")?;
     let raw = body_raw(&body)?;
     let view = View::new(req, Some(uid));
-    let row = ctx.db.write(|tx| {
+    let data = ctx.db.write(|tx| {
         let parent = match reply_to {
             Some(r) => match store::by_id(tx, r)? {
                 Some(p) if !p.is_deleted => Some(p),
@@ -415,13 +453,11 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         store::set_mentions(tx, id, &mentions)?;
         store::set_tags(tx, id, &tags)?;
         let row = store::by_id(tx, id)?.ok_or_else(ApiError::internal)?;
-        emit_post(tx, &ctx.api_url, &row, None)?;
-        Ok(row)
+        emit_new_post(tx, &ctx.api_url, &row)
     })?;
-    // The reply is rendered after commit, outside the single writer's lock:
-    // the lock is what bounds posts per second.
-    let v = ctx.db.read(|c| view.render(c, &ctx.api_url, &row))?;
-    Ok(Resp::data(201, v))
+    // The answer is the event's rendering plus the author's own flags: no
+    // second rendering, and none of it on the single writer's thread.
+    Ok(Resp::data(201, view.post(own_new_post(data))))
 }
 
 pub fn get_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
