@@ -14,6 +14,10 @@
 //! FLAGS:
 //!   --conns N --rate R --secs T --writers P --apps A --hold S
 //!   --json FILE               also write the rows as JSON
+//!   --spin-us U               the subscriber loop polls without sleeping for
+//!                             U µs after data arrives (default 0: it sleeps
+//!                             in epoll_wait at once; a sleeping client costs
+//!                             the server a cross-CPU wake-up per write)
 //!   --bin PATH                the spout binary (default: target/release/spout, built if missing)
 //!   --api URL --stream HOST:PORT --db PATH   use a running server (its
 //!                             database for the admin commands; start it with
@@ -45,6 +49,7 @@ struct Args {
     writers: usize,
     apps: usize,
     hold: u64,
+    spin_us: u64,
     json: Option<String>,
     bin: Option<String>,
     api: Option<String>,
@@ -61,6 +66,7 @@ fn parse_args() -> Args {
         writers: 4,
         apps: 10,
         hold: 30,
+        spin_us: 0,
         json: None,
         bin: None,
         api: None,
@@ -77,6 +83,7 @@ fn parse_args() -> Args {
             "--writers" => a.writers = num(&val()).max(1),
             "--apps" => a.apps = num(&val()).max(1),
             "--hold" => a.hold = num(&val()) as u64,
+            "--spin-us" => a.spin_us = num(&val()) as u64,
             "--json" => a.json = Some(val()),
             "--bin" => a.bin = Some(val()),
             "--api" => a.api = Some(val()),
@@ -411,13 +418,16 @@ fn marker(payload: &[u8]) -> Option<(u64, usize)> {
 
 struct LoopResult {
     latencies_us: Vec<u64>,
+    /// Per post, publish to its first receipt on any connection: the part
+    /// of the latency before the fan-out (HTTP, commit, hand-over to the hub).
+    first_us: Vec<u64>,
     cpu_secs: f64,
     wall: Duration,
 }
 
 /// Reads every subscriber from one epoll loop until `stop`; sends a
 /// keepalive to each every 20 s.
-fn event_loop(subs: &mut [Sub], stop: &AtomicBool, expected: &AtomicU64) -> LoopResult {
+fn event_loop(subs: &mut [Sub], stop: &AtomicBool, expected: &AtomicU64, spin_us: u64) -> LoopResult {
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap_or_else(|e| die(&format!("epoll: {e}")));
     for (i, s) in subs.iter().enumerate() {
         let _ = s.sock.set_nonblocking(true);
@@ -430,6 +440,9 @@ fn event_loop(subs: &mut [Sub], stop: &AtomicBool, expected: &AtomicU64) -> Loop
     let mut events: Vec<epoll::Event> = Vec::with_capacity(1024);
     let mut chunk = vec![0u8; 256 * 1024];
     let mut drain_deadline: Option<Instant> = None;
+    let mut last_data = Instant::now();
+    let mut first: HashMap<usize, u64> = HashMap::new();
+    let spin = Duration::from_micros(spin_us);
     loop {
         if stop.load(Ordering::Relaxed) {
             // Keep reading until every subscriber has everything or 5 s pass.
@@ -440,11 +453,16 @@ fn event_loop(subs: &mut [Sub], stop: &AtomicBool, expected: &AtomicU64) -> Loop
             }
         }
         events.clear();
+        // Poll without sleeping for `spin` after the last data (--spin-us).
+        let timeout = if last_data.elapsed() < spin { 0 } else { 50_000_000 };
         let _ = epoll::wait(
             &ep,
             rustix::buffer::spare_capacity(&mut events),
-            Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 50_000_000 }),
+            Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: timeout }),
         );
+        if !events.is_empty() {
+            last_data = Instant::now();
+        }
         for ev in events.iter() {
             let i = ev.data.u64() as usize;
             let s = &mut subs[i];
@@ -463,7 +481,10 @@ fn event_loop(subs: &mut [Sub], stop: &AtomicBool, expected: &AtomicU64) -> Loop
                             &mut s.buf,
                             |p| {
                                 if let Some((sent, seq)) = marker(p) {
-                                    lat.push(now.saturating_sub(sent) / 1000);
+                                    let us = now.saturating_sub(sent) / 1000;
+                                    lat.push(us);
+                                    let f = first.entry(seq).or_insert(us);
+                                    *f = (*f).min(us);
                                     let (w, bit) = (seq / 64, 1u64 << (seq % 64));
                                     if seen.len() <= w {
                                         seen.resize(w + 1, 0);
@@ -493,7 +514,9 @@ fn event_loop(subs: &mut [Sub], stop: &AtomicBool, expected: &AtomicU64) -> Loop
             }
         }
     }
-    LoopResult { latencies_us: lat, cpu_secs: self_cpu() - cpu0, wall: start.elapsed() }
+    let mut first_us: Vec<u64> = first.into_values().collect();
+    first_us.sort_unstable();
+    LoopResult { latencies_us: lat, first_us, cpu_secs: self_cpu() - cpu0, wall: start.elapsed() }
 }
 
 fn self_cpu() -> f64 {
@@ -519,10 +542,12 @@ fn write_posts(
 ) -> (u64, Vec<u64>) {
     let stop_at = Instant::now() + Duration::from_secs(secs);
     let per_writer = rate.map(|r| r as f64 / tokens.len() as f64);
+    let n_writers = tokens.len() as f64;
     std::thread::scope(|sc| {
         let hs: Vec<_> = tokens
             .iter()
-            .map(|tok| {
+            .enumerate()
+            .map(|(k, tok)| {
                 sc.spawn(move || {
                     let agent = agent();
                     let url = format!("{api}/v1/posts");
@@ -532,7 +557,10 @@ fn write_posts(
                     let mut i = 0u64;
                     while Instant::now() < stop_at {
                         if let Some(r) = per_writer {
-                            let due = start + Duration::from_secs_f64(i as f64 / r);
+                            // Writers take turns (writer k is k/rate late),
+                            // so posts are evenly spaced at the total rate
+                            // rather than arriving in bursts of P.
+                            let due = start + Duration::from_secs_f64((i as f64 + k as f64 / n_writers) / r);
                             let now = Instant::now();
                             if due > now {
                                 std::thread::sleep(due - now);
@@ -606,7 +634,7 @@ fn fanout(t: &Target, a: &Args, conns: usize, rate: u64, slow: bool, tag: &str) 
     let seq = AtomicU64::new(0);
     let cpu0 = t.stats().map(|x| x.0).unwrap_or(0.0);
     let (res, (posted, _)) = std::thread::scope(|sc| {
-        let h = sc.spawn(|| event_loop(&mut subs, &stop, &expected));
+        let h = sc.spawn(|| event_loop(&mut subs, &stop, &expected, a.spin_us));
         let w = write_posts(&t.api, &s.writer_tokens, Some(rate), a.secs, &seq);
         expected.store(w.0, Ordering::Relaxed);
         stop.store(true, Ordering::Relaxed);
@@ -635,6 +663,7 @@ fn fanout(t: &Target, a: &Args, conns: usize, rate: u64, slow: bool, tag: &str) 
             ("p99 µs".into(), pct(&lat, 0.99).to_string()),
             ("p99.9 µs".into(), pct(&lat, 0.999).to_string()),
             ("max µs".into(), lat.last().copied().unwrap_or(0).to_string()),
+            ("first p50 µs".into(), pct(&res.first_us, 0.5).to_string()),
             ("lost".into(), lost.to_string()),
             ("dup".into(), dups.to_string()),
             ("server µs/event".into(), format!("{us_per_event:.2}")),
@@ -644,7 +673,7 @@ fn fanout(t: &Target, a: &Args, conns: usize, rate: u64, slow: bool, tag: &str) 
             "scenario": if slow { "slow" } else { "fanout" }, "conns": conns, "rate": rate, "secs": a.secs,
             "posts": posted, "delivered": delivered, "events_per_sec": delivered as f64 / a.secs as f64,
             "p50_us": pct(&lat, 0.5), "p99_us": pct(&lat, 0.99), "p999_us": pct(&lat, 0.999),
-            "max_us": lat.last().copied().unwrap_or(0), "lost": lost, "duplicated": dups,
+            "max_us": lat.last().copied().unwrap_or(0), "first_receipt_p50_us": pct(&res.first_us, 0.5), "lost": lost, "duplicated": dups,
             "server_cpu_us_per_event": us_per_event, "server_cpu_secs": server_cpu, "client_cores": client_cores
         }),
     }
@@ -659,7 +688,7 @@ fn idle(t: &Target, a: &Args) -> Row {
     let stop = AtomicBool::new(false);
     let expected = AtomicU64::new(0);
     let res = std::thread::scope(|sc| {
-        let h = sc.spawn(|| event_loop(&mut subs, &stop, &expected));
+        let h = sc.spawn(|| event_loop(&mut subs, &stop, &expected, a.spin_us));
         std::thread::sleep(Duration::from_secs(a.hold));
         stop.store(true, Ordering::Relaxed);
         h.join().unwrap_or_else(|_| die("event loop panicked"))
@@ -698,7 +727,7 @@ fn ingest(t: &Target, a: &Args) -> Row {
     let expected = AtomicU64::new(u64::MAX);
     let seq = AtomicU64::new(0);
     let (res, (posted, mut lat)) = std::thread::scope(|sc| {
-        let h = sc.spawn(|| event_loop(&mut subs, &stop, &expected));
+        let h = sc.spawn(|| event_loop(&mut subs, &stop, &expected, a.spin_us));
         let w = write_posts(&t.api, &s.writer_tokens, None, a.secs, &seq);
         expected.store(w.0, Ordering::Relaxed);
         stop.store(true, Ordering::Relaxed);

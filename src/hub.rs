@@ -607,6 +607,7 @@ impl Hub {
             save_tx,
             saved: HashMap::new(),
             last_save: Instant::now(),
+            pending: Pending::default(),
         };
         crate::server::spawn("hub".into(), None, move || state.run(rx)).map_err(|e| e.to_string())?;
         Ok(Hub { shared })
@@ -744,24 +745,28 @@ struct HubState {
     /// Cursors last handed to the saver.
     saved: HashMap<i64, i64>,
     last_save: Instant,
+    pending: Pending,
 }
 
-/// Frames for each connection gathered during one batch, in order.
+/// Frames for each connection gathered during one batch, by index in
+/// `HubState::conns` (stable until the next flush: joins append, leaves
+/// flush first). Kept across batches so its vectors are reused.
 #[derive(Default)]
 struct Pending {
-    order: Vec<u64>,
-    frames: HashMap<u64, Vec<Tagged>>,
+    /// Indices with frames, in the order they first got one.
+    order: Vec<usize>,
+    frames: Vec<Vec<Tagged>>,
 }
 
 impl Pending {
-    fn push(&mut self, id: u64, f: Tagged) {
-        self.frames
-            .entry(id)
-            .or_insert_with(|| {
-                self.order.push(id);
-                Vec::new()
-            })
-            .push(f);
+    fn push(&mut self, i: usize, f: Tagged) {
+        if i >= self.frames.len() {
+            self.frames.resize_with(i + 1, Vec::new);
+        }
+        if self.frames[i].is_empty() {
+            self.order.push(i);
+        }
+        self.frames[i].push(f);
     }
 }
 
@@ -786,7 +791,7 @@ impl HubState {
                     Err(_) => break,
                 }
             }
-            let mut pending = Pending::default();
+            let mut pending = std::mem::take(&mut self.pending);
             for msg in batch {
                 match msg {
                     Msg::Items(items) => {
@@ -827,6 +832,7 @@ impl HubState {
                 }
             }
             self.flush(&mut pending);
+            self.pending = pending;
             if self.last_save.elapsed() >= CURSOR_SAVE {
                 self.save_cursors();
             }
@@ -890,7 +896,7 @@ impl HubState {
         // app only when it uses $authorized_userids).
         let mut filtered: Vec<((usize, i64), bool)> = Vec::new();
         let mut rendered: Vec<((u16, Transport), Bytes)> = Vec::new();
-        for c in &self.conns {
+        for (i, c) in self.conns.iter().enumerate() {
             if c.types & bit == 0 {
                 continue;
             }
@@ -928,17 +934,15 @@ impl HubState {
                     f
                 }
             };
-            pending.push(c.outlet.id, (frame, ev.seq));
+            pending.push(i, (frame, ev.seq));
         }
     }
 
     /// Writes every connection's frames of this batch in one go.
     fn flush(&mut self, pending: &mut Pending) {
-        for id in pending.order.drain(..) {
-            let Some(frames) = pending.frames.remove(&id) else { continue };
-            let Some(&i) = self.index.get(&id) else { continue };
-            let c = &self.conns[i];
-            self.shared.delivered.fetch_add(frames.len() as u64, Ordering::Relaxed);
+        for &i in &pending.order {
+            let (c, f) = (&self.conns[i], &pending.frames[i]);
+            self.shared.delivered.fetch_add(f.len() as u64, Ordering::Relaxed);
             let t = c.transport;
             let warn = || {
                 control_frame(
@@ -949,15 +953,18 @@ impl HubState {
                     ),
                 )
             };
-            if !c.outlet.deliver(&frames, warn) {
+            if !c.outlet.deliver(f, warn) {
                 self.shared.slow_disconnects.fetch_add(1, Ordering::Relaxed);
-                log::info!("connection {id}: slow consumer, disconnecting");
+                log::info!("connection {}: slow consumer, disconnecting", c.outlet.id);
                 c.outlet.close(Close::with_control(
                     1008,
                     "slow_consumer",
                     "Disconnected: the connection's buffer filled because the client did not read fast enough",
                 ));
             }
+        }
+        for i in pending.order.drain(..) {
+            pending.frames[i].clear();
         }
     }
 
