@@ -726,6 +726,7 @@ fn ingest(t: &Target, a: &Args) -> Row {
     let stop = AtomicBool::new(false);
     let expected = AtomicU64::new(u64::MAX);
     let seq = AtomicU64::new(0);
+    let cpu0 = t.stats().map(|x| x.0).unwrap_or(0.0);
     let (res, (posted, mut lat)) = std::thread::scope(|sc| {
         let h = sc.spawn(|| event_loop(&mut subs, &stop, &expected, a.spin_us));
         let w = write_posts(&t.api, &s.writer_tokens, None, a.secs, &seq);
@@ -733,6 +734,8 @@ fn ingest(t: &Target, a: &Args) -> Row {
         stop.store(true, Ordering::Relaxed);
         (h.join().unwrap_or_else(|_| die("event loop panicked")), w)
     });
+    let server_cpu = t.stats().map(|x| x.0).unwrap_or(0.0) - cpu0;
+    let us_per_post = if posted > 0 { server_cpu * 1e6 / posted as f64 } else { 0.0 };
     lat.sort_unstable();
     let delivered = subs[0].received;
     Row {
@@ -743,13 +746,14 @@ fn ingest(t: &Target, a: &Args) -> Row {
             ("req p99 µs".into(), pct(&lat, 0.99).to_string()),
             ("events/s".into(), format!("{:.0}", delivered as f64 / a.secs as f64)),
             ("lost".into(), posted.saturating_sub(delivered).to_string()),
+            ("server µs/post".into(), format!("{us_per_post:.0}")),
             ("client cores".into(), format!("{:.2}", res.cpu_secs / res.wall.as_secs_f64().max(1e-9))),
         ],
         json: json!({
             "scenario": "ingest", "writers": s.writer_tokens.len(), "secs": a.secs,
             "posts_per_sec": posted as f64 / a.secs as f64, "req_p50_us": pct(&lat, 0.5),
             "req_p99_us": pct(&lat, 0.99), "events_per_sec": delivered as f64 / a.secs as f64,
-            "lost": posted.saturating_sub(delivered)
+            "lost": posted.saturating_sub(delivered), "server_cpu_us_per_post": us_per_post
         }),
     }
 }

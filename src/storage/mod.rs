@@ -22,7 +22,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use rusqlite::{Connection, OpenFlags};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Where committed outbox items go (the hub). Called on the writer thread
@@ -53,12 +53,57 @@ enum Job {
 }
 
 struct WriteJob {
-    /// Declared before `done` so it is dropped first: `Db::write` relies on
-    /// the body being gone once `done` is.
     run: Option<WriteFn>,
-    /// `None`: the body's own result stands. `Some`: the write was not
-    /// committed after all (the commit failed).
-    done: Sender<Option<ApiError>>,
+    done: Arc<Done>,
+}
+
+impl WriteJob {
+    /// Tells the caller how its write ended: `None`, the body's own result
+    /// stands; `Some`, the write was not committed after all.
+    fn finish(mut self, outcome: Option<ApiError>) {
+        drop(self.run.take());
+        self.done.set(outcome);
+    }
+}
+
+impl Drop for WriteJob {
+    /// A job dropped unfinished (the writer is going away) still releases
+    /// its caller, and only after its body is gone (`Db::write` relies on
+    /// that).
+    fn drop(&mut self) {
+        drop(self.run.take());
+        self.done.set(Some(ApiError::internal()));
+    }
+}
+
+/// A write's outcome, handed from the writer thread to the caller, who
+/// sleeps on the condvar (a channel's receive spins and yields first, which
+/// cost the API threads CPU the writer needed).
+#[derive(Default)]
+struct Done {
+    outcome: Mutex<Option<Option<ApiError>>>,
+    cv: Condvar,
+}
+
+impl Done {
+    /// The first outcome counts.
+    fn set(&self, o: Option<ApiError>) {
+        let mut g = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(o);
+            self.cv.notify_one();
+        }
+    }
+
+    fn wait(&self) -> Option<ApiError> {
+        let mut g = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(o) = g.take() {
+                return o;
+            }
+            g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 /// A handle on the database; cheap to share behind an `Arc`.
@@ -163,7 +208,7 @@ impl Db {
     /// one failing write rolls back alone and the commit's cost is shared.
     pub fn write<T: Send>(&self, f: impl FnOnce(&mut Tx) -> ApiResult<T> + Send) -> ApiResult<T> {
         let mut slot: Option<ApiResult<T>> = None;
-        let (done, finished) = bounded(1);
+        let done = Arc::new(Done::default());
         {
             let out = &mut slot;
             let run: Box<dyn FnOnce(&mut Tx) -> bool + Send + '_> = Box::new(move |tx: &mut Tx| {
@@ -175,23 +220,24 @@ impl Db {
             // SAFETY: only the lifetime is erased (same fat-pointer layout).
             // `run` borrows `slot` and whatever `f` borrows, all of which
             // outlive this call, and this call does not return before `run`
-            // is gone: `finished.recv()` below returns only once the job's
-            // `done` sender has sent or been dropped, which the writer does
-            // after calling `run` (which consumes it) or after dropping the
-            // whole job (`run` is dropped before `done`, field order). The
-            // writer runs each body inside `catch_unwind`, and nothing here
-            // can unwind between the send and the receive.
+            // is gone: `done.wait()` below returns only once the job set an
+            // outcome, which `WriteJob::finish` and `WriteJob::drop` both do
+            // after dropping the body (a called body was consumed by the
+            // call). The writer runs each body inside `catch_unwind`, and
+            // nothing here can unwind between the send and the wait. If the
+            // send fails, the job comes back in the error and is dropped
+            // here, before we return.
             let run: WriteFn =
                 unsafe { std::mem::transmute::<Box<dyn FnOnce(&mut Tx) -> bool + Send + '_>, WriteFn>(run) };
-            if let Err(e) = self.jobs.send(Job::Write(WriteJob { run: Some(run), done })) {
+            let job = WriteJob { run: Some(run), done: done.clone() };
+            if let Err(e) = self.jobs.send(Job::Write(job)) {
                 drop(e);
                 return Err(ApiError::internal());
             }
         }
-        match finished.recv() {
-            Ok(None) => slot.unwrap_or_else(|| Err(ApiError::internal())),
-            Ok(Some(e)) => Err(e),
-            Err(_) => Err(ApiError::internal()),
+        match done.wait() {
+            None => slot.unwrap_or_else(|| Err(ApiError::internal())),
+            Some(e) => Err(e),
         }
     }
 
@@ -279,7 +325,7 @@ impl Writer {
         if let Err(e) = self.exec("BEGIN IMMEDIATE") {
             let e = ApiError::from(e);
             for j in jobs {
-                let _ = j.done.send(Some(e.clone()));
+                j.finish(Some(e.clone()));
             }
             return;
         }
@@ -302,14 +348,14 @@ impl Writer {
             // Undo this write alone. (The caller's result is already its
             // error, or, if only the release failed, is overridden here.)
             let undone = self.exec("ROLLBACK TO job").is_ok() && self.exec("RELEASE job").is_ok();
-            let _ = job.done.send(ok.then(ApiError::internal));
+            job.finish(ok.then(ApiError::internal));
             if !undone || self.conn.is_autocommit() {
                 // The error took the whole transaction with it: the writes
                 // kept so far are gone too.
                 log::error!("a failed write aborted its transaction; {} writes in it failed", kept.len());
                 let _ = self.exec("ROLLBACK");
                 for k in kept.drain(..) {
-                    let _ = k.done.send(Some(ApiError::internal()));
+                    k.finish(Some(ApiError::internal()));
                 }
                 out.clear();
                 if let Err(e) = self.exec("BEGIN IMMEDIATE") {
@@ -322,7 +368,7 @@ impl Writer {
             Ok(()) => {
                 self.publish(out);
                 for k in kept {
-                    let _ = k.done.send(None);
+                    k.finish(None);
                 }
             }
             Err(e) => {
@@ -330,7 +376,7 @@ impl Writer {
                 let _ = self.exec("ROLLBACK");
                 let e = ApiError::from(e);
                 for k in kept {
-                    let _ = k.done.send(Some(e.clone()));
+                    k.finish(Some(e.clone()));
                 }
             }
         }
