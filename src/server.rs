@@ -96,12 +96,15 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
     {
         let (db, stopping) = (db.clone(), stopping.clone());
         // Events written by `spout admin` in another process reach the hub
-        // through the log; look for them every two seconds. The same thread
-        // checkpoints the WAL, which the writer no longer does in a commit.
+        // through the log; look for them four times a second. The same
+        // thread checkpoints the WAL, which the writer no longer does in a
+        // commit: often, so each checkpoint is small (every 2 s, each one
+        // stalled writes at 2,000 posts/s for up to 60 ms; every 250 ms, the
+        // worst is under 40 ms and p99 fell by half; see the README).
         threads.push(
             spawn("log-tail".into(), None, move || {
                 while !stopping.load(Ordering::Relaxed) {
-                    std::thread::park_timeout(Duration::from_secs(2));
+                    std::thread::park_timeout(Duration::from_millis(250));
                     db.catch_up();
                     if let Err(e) = db.checkpoint_passive() {
                         log::warn!("WAL checkpoint failed: {}", e.message);
