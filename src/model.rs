@@ -209,10 +209,10 @@ pub fn user(u: &UserRow, content: Value, counts: Value, api_url: &str, rel: Opti
         "created_at": iso8601(u.created_at),
         "locale": u.locale,
         "timezone": u.timezone,
-        "content": content,
-        "counts": counts,
         "raw": u.raw,
     });
+    v["content"] = content;
+    v["counts"] = counts;
     if let Some(name) = &u.name {
         v["name"] = json!(name);
     }

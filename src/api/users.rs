@@ -205,10 +205,10 @@ fn update_me(ctx: &Ctx, req: &Req, replace: bool) -> ApiResult<Resp> {
             kind: ObjType::User,
             audience: Audience::Users { users: vec![uid], scopes: vec![] },
             auth: None,
-            envelope: json!({
-                "meta": {"timestamp": now(), "id": uid.to_string(), "type": "user"},
-                "data": full,
-            }),
+            envelope: crate::util::obj([
+                ("meta", json!({"timestamp": now(), "id": uid.to_string(), "type": "user"})),
+                ("data", full),
+            ]),
         })?;
         user_value(tx, &ctx.api_url, &u, Some(uid))
     })?;

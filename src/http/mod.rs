@@ -115,14 +115,16 @@ impl Resp {
     }
 
     pub fn data(status: u16, data: Value) -> Resp {
-        Resp { status, body: json!({"meta": {"code": status}, "data": data}), headers: Vec::new(), raw: None }
+        let body = crate::util::obj([("meta", json!({"code": status})), ("data", data)]);
+        Resp { status, body, headers: Vec::new(), raw: None }
     }
 
     /// With extra `meta` keys (pagination, unread counts, ...).
     pub fn with_meta(status: u16, meta: Map<String, Value>, data: Value) -> Resp {
         let mut meta = meta;
         meta.insert("code".into(), json!(status));
-        Resp { status, body: json!({"meta": meta, "data": data}), headers: Vec::new(), raw: None }
+        let body = crate::util::obj([("meta", Value::Object(meta)), ("data", data)]);
+        Resp { status, body, headers: Vec::new(), raw: None }
     }
 
     /// A plain JSON body without the envelope (OAuth).

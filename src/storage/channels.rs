@@ -1044,7 +1044,7 @@ pub fn emit_poll(tx: &mut Tx, api_url: &str, p: &PollRow, actor: i64, extra: Val
         kind: ObjType::Poll,
         audience,
         auth: None,
-        envelope: json!({"meta": meta, "data": data}),
+        envelope: crate::util::obj([("meta", meta), ("data", data)]),
     })
 }
 

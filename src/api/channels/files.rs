@@ -74,7 +74,7 @@ fn emit_file(tx: &mut Tx, api_url: &str, f: &FileRow) -> ApiResult<()> {
         kind: ObjType::File,
         audience: Audience::Users { users: vec![f.user_id], scopes: vec!["files".into()] },
         auth: None,
-        envelope: json!({"meta": meta, "data": data}),
+        envelope: crate::util::obj([("meta", meta), ("data", data)]),
     })
 }
 

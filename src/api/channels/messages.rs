@@ -77,7 +77,7 @@ fn emit_message(tx: &mut Tx, api_url: &str, ch: &ChannelRow, m: &MessageRow, del
         kind: ObjType::Message,
         audience: ch.audience(),
         auth: None,
-        envelope: json!({"meta": meta, "data": data}),
+        envelope: crate::util::obj([("meta", meta), ("data", data)]),
     })
 }
 

@@ -383,7 +383,7 @@ pub fn emit_subscription(
         kind: ObjType::ChannelSubscription,
         audience: Audience::Users { users: vec![uid], scopes: vec!["messages".into()] },
         auth: None,
-        envelope: json!({"meta": meta, "data": data}),
+        envelope: crate::util::obj([("meta", meta), ("data", data)]),
     })
 }
 

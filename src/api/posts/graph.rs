@@ -37,7 +37,12 @@ fn emit_edge(tx: &mut Tx, api_url: &str, e: Edge, from: i64, to: i64, deleted: b
         Edge::Follow => Audience::Public,
         _ => Audience::Users { users: vec![from], scopes: vec![] },
     };
-    tx.emit(NewEvent { kind, audience, auth: None, envelope: json!({"meta": meta, "data": data}) })
+    tx.emit(NewEvent {
+        kind,
+        audience,
+        auth: None,
+        envelope: crate::util::obj([("meta", meta), ("data", data)]),
+    })
 }
 
 fn change(ctx: &Ctx, req: &Req, p: &[&str], e: Edge, on: bool) -> ApiResult<Resp> {

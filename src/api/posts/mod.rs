@@ -183,11 +183,11 @@ fn post_value_of(
     let mut v = json!({
         "id": p.id.to_string(),
         "created_at": iso8601(p.created_at),
-        "user": user_value(c, api_url, &user, viewer)?,
-        "source": source,
         "thread_id": p.thread_id.to_string(),
         "counts": {"bookmarks": bookmarks, "replies": replies, "reposts": reposts, "threads": threads},
     });
+    v["user"] = user_value(c, api_url, &user, viewer)?;
+    v["source"] = source;
     if let Some(r) = p.reply_to {
         v["reply_to"] = json!(r.to_string());
     }
@@ -307,7 +307,7 @@ fn emit_post_data(tx: &mut Tx, p: &PostRow, data: Value, extra: Option<(&str, Va
         kind: ObjType::Post,
         audience: Audience::Public,
         auth: None,
-        envelope: json!({"meta": meta, "data": [data]}),
+        envelope: crate::util::obj([("meta", meta), ("data", Value::Array(vec![data]))]),
     })
 }
 
@@ -631,7 +631,7 @@ fn emit_bookmark(tx: &mut Tx, api_url: &str, uid: i64, post: &PostRow, deleted: 
     let user = users::by_id(tx, uid)?.ok_or_else(ApiError::internal)?;
     let mut pv = post_value(tx, api_url, post, None)?;
     add_actors(tx, api_url, &mut pv, post, true, true)?;
-    let data = json!({"user": user_value(tx, api_url, &user, None)?, "post": pv});
+    let data = crate::util::obj([("user", user_value(tx, api_url, &user, None)?), ("post", pv)]);
     let suppress: Vec<Value> = store::muted_or_blocked_by(tx, &[post.user_id], uid)?
         .into_iter()
         .map(|i| json!(i.to_string()))
@@ -646,7 +646,7 @@ fn emit_bookmark(tx: &mut Tx, api_url: &str, uid: i64, post: &PostRow, deleted: 
         kind: ObjType::Bookmark,
         audience: Audience::Public,
         auth: None,
-        envelope: json!({"meta": meta, "data": data}),
+        envelope: crate::util::obj([("meta", meta), ("data", data)]),
     })
 }
 
