@@ -670,7 +670,7 @@ fn fanout(t: &Target, a: &Args, conns: usize, rate: u64, slow: bool, tag: &str) 
             ("client cores".into(), format!("{client_cores:.2}")),
         ],
         json: json!({
-            "scenario": if slow { "slow" } else { "fanout" }, "conns": conns, "rate": rate, "secs": a.secs,
+            "scenario": if slow { "slow" } else { "fanout" }, "stalled_reader": slow, "conns": conns, "rate": rate, "secs": a.secs,
             "posts": posted, "delivered": delivered, "events_per_sec": delivered as f64 / a.secs as f64,
             "p50_us": pct(&lat, 0.5), "p99_us": pct(&lat, 0.99), "p999_us": pct(&lat, 0.999),
             "max_us": lat.last().copied().unwrap_or(0), "first_receipt_p50_us": pct(&res.first_us, 0.5), "lost": lost, "duplicated": dups,
