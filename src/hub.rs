@@ -169,6 +169,7 @@ impl Outlet {
                 return Wrote::All;
             }
             let offered = iov.len() - from_queue;
+            let total: usize = iov.iter().map(|b| b.len()).sum();
             let r = sendmsg(
                 &self.sock,
                 &iov,
@@ -176,7 +177,10 @@ impl Outlet {
                 SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
             );
             drop(iov);
-            let blocked = matches!(r, Err(Errno::AGAIN));
+            // The socket is full only if it refused bytes: then (and only
+            // then) it signals "writable" later, which wakes the thread. A
+            // queue longer than one sendmsg's 64 slices is not "full".
+            let blocked = matches!(r, Err(Errno::AGAIN)) || matches!(r, Ok(k) if k < total);
             let mut n = match r {
                 Ok(0) => {
                     st.broken = true;
@@ -223,7 +227,7 @@ impl Outlet {
                 }
             }
             extra_from += consumed;
-            if !st.queue.is_empty() || blocked {
+            if blocked {
                 // The socket is full: everything else waits in the queue.
                 for (b, seq) in &extra[extra_from..] {
                     st.queued += b.len();
@@ -231,7 +235,7 @@ impl Outlet {
                 }
                 return if st.queue.is_empty() { Wrote::All } else { Wrote::Blocked };
             }
-            if extra_from >= extra.len() {
+            if st.queue.is_empty() && extra_from >= extra.len() {
                 return Wrote::All;
             }
         }
