@@ -222,9 +222,11 @@ impl Db {
             // outlive this call, and this call does not return before `run`
             // is gone: `done.wait()` below returns only once the job set an
             // outcome, which `WriteJob::finish` and `WriteJob::drop` both do
-            // after dropping the body (a called body was consumed by the
-            // call). The writer runs each body inside `catch_unwind`, and
-            // nothing here can unwind between the send and the wait. If the
+            // after dropping the body if the job still holds it; the writer
+            // takes the body out of the job only to call it, which consumes
+            // it (also when it panics) before the job is finished. The
+            // writer runs each body inside `catch_unwind`, and nothing here
+            // can unwind between the send and the wait. If the
             // send fails, the job comes back in the error and is dropped
             // here, before we return.
             let run: WriteFn =
@@ -300,7 +302,11 @@ impl Writer {
                     Job::Write(j) => writes.push(j),
                     Job::Plain(f) => {
                         self.commit_batch(std::mem::take(&mut writes));
-                        f(&mut self);
+                        // A panic drops its reply channel: the caller gets an
+                        // error, and the writer goes on.
+                        if catch_unwind(AssertUnwindSafe(|| f(&mut self))).is_err() {
+                            log::error!("a database maintenance job panicked");
+                        }
                     }
                 }
                 if taken < MAX_BATCH {
@@ -332,13 +338,23 @@ impl Writer {
         let mut out: Vec<Outbox> = Vec::new();
         let mut kept: Vec<WriteJob> = Vec::new();
         for mut job in jobs {
-            let Some(run) = job.run.take() else { continue };
+            if let Err(e) = self.exec("SAVEPOINT job") {
+                // The body never runs; `finish` drops it before answering.
+                log::error!("cannot open a savepoint: {e}");
+                job.finish(Some(ApiError::internal()));
+                continue;
+            }
+            let Some(run) = job.run.take() else {
+                let _ = self.exec("RELEASE job");
+                continue;
+            };
             let mut tx = Tx { conn: &self.conn, out: Vec::new() };
-            let ok = self.exec("SAVEPOINT job").is_ok()
-                && catch_unwind(AssertUnwindSafe(|| run(&mut tx))).unwrap_or_else(|_| {
-                    log::error!("a database write panicked; it was rolled back");
-                    false
-                });
+            // `run` moves into the closure: called, or dropped while a panic
+            // unwinds, it is gone before `job` is finished below.
+            let ok = catch_unwind(AssertUnwindSafe(|| run(&mut tx))).unwrap_or_else(|_| {
+                log::error!("a database write panicked; it was rolled back");
+                false
+            });
             let produced = tx.out;
             if ok && self.exec("RELEASE job").is_ok() {
                 out.extend(produced);
@@ -366,7 +382,14 @@ impl Writer {
         }
         match self.exec("COMMIT") {
             Ok(()) => {
-                self.publish(out);
+                // These writes are committed: a panic here must not answer
+                // them with an error (a retry would write them twice) nor
+                // leave the hub without their events. Stop at once; on the
+                // next start, streams replay the log from their cursors.
+                if catch_unwind(AssertUnwindSafe(|| self.publish(out))).is_err() {
+                    log::error!("publishing committed events panicked; aborting so nothing is lost or answered wrongly");
+                    std::process::abort();
+                }
                 for k in kept {
                     k.finish(None);
                 }
