@@ -106,8 +106,14 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
                 while !stopping.load(Ordering::Relaxed) {
                     std::thread::park_timeout(Duration::from_millis(250));
                     db.catch_up();
-                    if let Err(e) = db.checkpoint_passive() {
-                        log::warn!("WAL checkpoint failed: {}", e.message);
+                    match db.checkpoint_passive() {
+                        Ok(frames) if frames > crate::storage::WAL_RESTART_FRAMES => {
+                            if let Err(e) = db.checkpoint_restart() {
+                                log::warn!("WAL restart failed: {}", e.message);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => log::warn!("WAL checkpoint failed: {}", e.message),
                     }
                 }
             })
