@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/003_channels.sql"),
     include_str!("../../migrations/004_durable_filters.sql"),
     include_str!("../../migrations/005_user_counters.sql"),
+    include_str!("../../migrations/006_drop_redundant_index.sql"),
 ];
 
 /// The schema version this build writes.
