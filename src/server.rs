@@ -99,8 +99,10 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
         // through the log; look for them four times a second. The same
         // thread checkpoints the WAL, which the writer no longer does in a
         // commit: often, so each checkpoint is small (every 2 s, each one
-        // stalled writes at 2,000 posts/s for up to 60 ms; every 250 ms, the
-        // worst is under 40 ms and p99 fell by half; see the README).
+        // stalled writes at 2,000 posts/s for up to 60 ms; every 250 ms,
+        // those stalls were gone from the bench's latency series), and has
+        // the WAL start over when the checkpoints cannot catch up
+        // (`Db::checkpoint_restart`).
         threads.push(
             spawn("log-tail".into(), None, move || {
                 while !stopping.load(Ordering::Relaxed) {
