@@ -19,8 +19,13 @@ pub fn user_value(c: &Connection, api_url: &str, u: &UserRow, viewer: Option<i64
         users::by_username(c, name).ok().flatten().map(|m| (m.id, m.username))
     });
     let counts = users::counts(c, u.id)?;
+    if viewer == Some(u.id) {
+        let mut v = model::user(u, content, counts, api_url, None);
+        as_own_profile(&mut v);
+        return Ok(v);
+    }
     let rel = match viewer {
-        Some(v) if v != u.id => {
+        Some(v) => {
             let r = crate::storage::posts::relation(c, v, u.id)?;
             Some(Relation {
                 follows_you: r.follows_you,
@@ -30,14 +35,8 @@ pub fn user_value(c: &Connection, api_url: &str, u: &UserRow, viewer: Option<i64
                 you_can_follow: !r.you_blocked && !r.blocked_you,
             })
         }
-        Some(_) => Some(Relation::default()),
         None => None,
     };
-    if viewer == Some(u.id) {
-        let mut v = model::user(u, content, counts, api_url, None);
-        as_own_profile(&mut v);
-        return Ok(v);
-    }
     Ok(model::user(u, content, counts, api_url, rel))
 }
 

@@ -341,8 +341,7 @@ impl Writer {
     }
 
     fn exec(&self, sql: &str) -> rusqlite::Result<()> {
-        self.conn.prepare_cached(sql)?.execute([])?;
-        Ok(())
+        self.conn.qexec(sql, []).map(|_| ())
     }
 
     /// Runs `jobs` in one transaction, each under a savepoint, commits,

@@ -260,7 +260,12 @@ fn suppressed(c: &Connection, p: &PostRow) -> ApiResult<Vec<Value>> {
             notified.extend(store::by_id(c, r)?.map(|r| r.user_id));
         }
     }
-    let ids = store::muted_or_blocked_by(c, &notified, p.user_id)?;
+    suppressed_among(c, &notified, p.user_id)
+}
+
+/// Which of the `notified` users muted or blocked `author`.
+fn suppressed_among(c: &Connection, notified: &[i64], author: i64) -> ApiResult<Vec<Value>> {
+    let ids = store::muted_or_blocked_by(c, notified, author)?;
     Ok(ids.into_iter().map(|i| json!(i.to_string())).collect())
 }
 
@@ -269,17 +274,20 @@ fn suppressed(c: &Connection, p: &PostRow) -> ApiResult<Vec<Value>> {
 fn emit_post(tx: &mut Tx, api_url: &str, p: &PostRow, extra: Option<(&str, Value)>) -> ApiResult<()> {
     let mut data = post_value(tx, api_url, p, None)?;
     add_actors(tx, api_url, &mut data, p, true, true)?;
-    emit_post_data(tx, p, data, extra)
+    let suppress = suppressed(tx, p)?;
+    emit_post_data(tx, p, data, suppress, extra)
 }
 
 /// Writes the `post` event for `p`, just created (not a repost), and
 /// returns the post object it carries. Nobody can have bookmarked, reposted
-/// or replied to it yet, so that takes no query.
-fn emit_new_post(tx: &mut Tx, api_url: &str, p: &PostRow) -> ApiResult<Value> {
+/// or replied to it yet, so that takes no query; `notified` (its mentions and
+/// the author of the post it replies to) is known to the caller.
+fn emit_new_post(tx: &mut Tx, api_url: &str, p: &PostRow, notified: &[i64]) -> ApiResult<Value> {
     let mut data = post_value_of(tx, api_url, p, None, true)?;
     data["bookmarked_by"] = json!([]);
     data["reposted_by"] = json!([]);
-    emit_post_data(tx, p, data.clone(), None)?;
+    let suppress = suppressed_among(tx, notified, p.user_id)?;
+    emit_post_data(tx, p, data.clone(), suppress, None)?;
     Ok(data)
 }
 
@@ -293,13 +301,19 @@ fn own_new_post(mut v: Value) -> Value {
     v
 }
 
-fn emit_post_data(tx: &mut Tx, p: &PostRow, data: Value, extra: Option<(&str, Value)>) -> ApiResult<()> {
+fn emit_post_data(
+    tx: &mut Tx,
+    p: &PostRow,
+    data: Value,
+    suppress: Vec<Value>,
+    extra: Option<(&str, Value)>,
+) -> ApiResult<()> {
     let mut meta = json!({
         "timestamp": now(),
         "id": p.id.to_string(),
         "type": "post",
-        "suppress_notifications": suppressed(tx, p)?,
     });
+    meta["suppress_notifications"] = Value::Array(suppress);
     if let Some((k, v)) = extra {
         meta[k] = v;
     }
@@ -453,7 +467,9 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         store::set_mentions(tx, id, &mentions)?;
         store::set_tags(tx, id, &tags)?;
         let row = store::by_id(tx, id)?.ok_or_else(ApiError::internal)?;
-        emit_new_post(tx, &ctx.api_url, &row)
+        let mut notified = mentions;
+        notified.extend(parent.as_ref().map(|p| p.user_id));
+        emit_new_post(tx, &ctx.api_url, &row, &notified)
     })?;
     // The answer is the event's rendering plus the author's own flags: no
     // second rendering, and none of it on the single writer's thread.
