@@ -38,7 +38,7 @@ impl Close {
     /// A close preceded by the control message `{"meta":{"control":{...}}}`.
     pub fn with_control(code: u16, kind: &str, reason: impl Into<String>) -> Close {
         let reason = reason.into();
-        Close { code, control: Some(json!({"meta": {"control": {"type": kind, "message": reason}}})), reason }
+        Close { code, control: Some(control(kind, &reason)), reason }
     }
 }
 
@@ -109,9 +109,6 @@ pub struct Outlet {
     slot: Mutex<Option<Slot>>,
     /// The hub has registered this outlet (it now gets or holds events).
     pub joined: AtomicBool,
-    /// `OutState::sent`, readable without the lock (a new connection on the
-    /// same stream starts after what this one already wrote).
-    sent: AtomicI64,
 }
 
 impl Outlet {
@@ -127,7 +124,6 @@ impl Outlet {
             max_backlog,
             slot: Mutex::new(Some(slot)),
             joined: AtomicBool::new(false),
-            sent: AtomicI64::new(0),
         })
     }
 
@@ -145,12 +141,6 @@ impl Outlet {
 
     /// Writes queued bytes, then `extra`, without blocking; whatever does
     /// not fit is queued (a partly written frame keeps its offset).
-    fn write_locked(&self, st: &mut OutState, extra: &[Tagged]) -> Wrote {
-        let r = self.write_some(st, extra);
-        self.sent.store(st.sent, Ordering::SeqCst);
-        r
-    }
-
     fn write_some(&self, st: &mut OutState, extra: &[Tagged]) -> Wrote {
         if st.broken {
             return Wrote::Failed;
@@ -280,7 +270,7 @@ impl Outlet {
             return true;
         }
         if st.queue.is_empty() {
-            match self.write_locked(&mut st, frames) {
+            match self.write_some(&mut st, frames) {
                 Wrote::All => {}
                 // From empty to non-empty, or broken: the thread takes over.
                 Wrote::Blocked | Wrote::Failed => self.wake(),
@@ -312,7 +302,7 @@ impl Outlet {
         let mut st = self.lock();
         let b = (Arc::new(bytes), seq);
         if st.queue.is_empty() {
-            !matches!(self.write_locked(&mut st, &[b]), Wrote::Failed)
+            !matches!(self.write_some(&mut st, &[b]), Wrote::Failed)
         } else {
             st.queued += b.0.len();
             st.queue.push_back(b);
@@ -323,7 +313,7 @@ impl Outlet {
     /// Connection side: writes queued bytes without blocking.
     pub fn flush(&self) -> Flushed {
         let mut st = self.lock();
-        match self.write_locked(&mut st, &[]) {
+        match self.write_some(&mut st, &[]) {
             Wrote::All => Flushed::Empty,
             Wrote::Blocked => Flushed::Pending,
             Wrote::Failed => Flushed::Failed,
@@ -337,7 +327,7 @@ impl Outlet {
 
     /// The highest event seq fully written to the socket.
     pub fn sent_seq(&self) -> i64 {
-        self.sent.load(Ordering::SeqCst)
+        self.lock().sent
     }
 
     /// Replay: starts a round. Everything the hub handled up to the returned
@@ -372,7 +362,7 @@ impl Outlet {
         st.floor = replayed;
         if !held.is_empty() {
             if st.queue.is_empty() {
-                let _ = self.write_locked(&mut st, &held);
+                let _ = self.write_some(&mut st, &held);
             } else {
                 for f in held {
                     st.queued += f.0.len();
@@ -522,6 +512,11 @@ const CURSOR_SAVE: Duration = Duration::from_secs(1);
 
 /// App id → user id → scopes granted.
 pub type Grants = HashMap<i64, Vec<String>>;
+
+/// Who authorized `app_id`, with their scopes.
+pub fn grants_of_app(c: &rusqlite::Connection, app_id: i64) -> rusqlite::Result<Grants> {
+    Ok(apps::authorizations_of_app(c, app_id)?.into_iter().map(|a| (a.user_id, a.scopes)).collect())
+}
 
 /// Is an event with this audience visible to an app with these grants?
 pub fn admits(aud: &Audience, app_id: i64, grants: Option<&Grants>) -> bool {

@@ -4,10 +4,10 @@
 //! had not received is dropped, the stream's `dropped` count grows, so its
 //! next connection is told how many it lost.
 
-use crate::api::compile_filter;
+use crate::api::load_filter;
 use crate::error::ApiResult;
-use crate::hub::{wants, Grants, Hub};
-use crate::storage::{apps, events, filters, streams, Db};
+use crate::hub::{wants, Hub};
+use crate::storage::{events, streams, Db};
 use crate::util::now;
 
 /// What to do for one stream: the new cursor and how many events it loses.
@@ -37,14 +37,8 @@ pub fn prune(db: &Db, hub: Option<&Hub>, max_age_secs: i64, max_events: usize) -
             continue;
         }
         let (grants, filter) = db.read(|c| {
-            let g: Grants = apps::authorizations_of_app(c, s.app_id)?
-                .into_iter()
-                .map(|a| (a.user_id, a.scopes))
-                .collect();
-            let f = match s.filter_id {
-                Some(id) => filters::get(c, id)?.and_then(|r| compile_filter(&r)),
-                None => None,
-            };
+            let g = crate::hub::grants_of_app(c, s.app_id)?;
+            let f = load_filter(c, s.filter_id)?;
             Ok((g, f))
         })?;
         let types = crate::event::types_to_bits(&s.object_types);

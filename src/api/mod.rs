@@ -25,11 +25,15 @@ pub struct Ctx {
     pub started: std::time::Instant,
 }
 
-/// A stored filter, compiled (for the stream listener).
-pub fn compile_filter(
-    row: &crate::storage::filters::FilterRow,
-) -> Option<std::sync::Arc<crate::filter::Filter>> {
-    filters::compile(row)
+/// A stream's filter, by id, compiled (None without one, or if it is gone).
+pub fn load_filter(
+    c: &rusqlite::Connection,
+    id: Option<i64>,
+) -> rusqlite::Result<Option<std::sync::Arc<crate::filter::Filter>>> {
+    Ok(match id {
+        Some(fid) => crate::storage::filters::get(c, fid)?.and_then(|r| filters::compile(&r)),
+        None => None,
+    })
 }
 
 /// The `token` event for a grant made by `spout admin token add`.

@@ -177,9 +177,7 @@ pub fn update(ctx: &Ctx, req: &Req, params: &[&str]) -> ApiResult<Resp> {
         let filter = match check_filter(tx, &body, p.app.id)? {
             Some(f) => f,
             None => match s.filter_id {
-                Some(fid) => {
-                    filters::get(tx, fid)?.and_then(|r| super::filters::compile(&r)).map(|f| (fid, f))
-                }
+                Some(fid) => super::load_filter(tx, Some(fid))?.map(|f| (fid, f)),
                 None => None,
             },
         };

@@ -8,7 +8,7 @@ use super::ConnCfg;
 use crate::filter::Filter;
 use crate::hub::{render, wants, Close, Flushed, Grants, Hub, Outlet};
 use crate::model::Opts;
-use crate::storage::{filters, streams, Db};
+use crate::storage::{streams, Db};
 use crate::wire::{self, Transport};
 use rustix::net::{recv, RecvFlags};
 use std::io::{self, Read, Write};
@@ -116,8 +116,6 @@ pub struct Replay {
     /// The end of the current round.
     pub target: Option<i64>,
     pub live: bool,
-    /// `?purge=1`: skip what is queued, start at the end of the log.
-    pub purge: bool,
     pub stream_id: i64,
     pub types: u16,
     pub app_id: i64,
@@ -145,10 +143,7 @@ impl Replay {
             .db
             .read(|c| {
                 let Some(s) = streams::by_id(c, id)? else { return Ok(None) };
-                let f = match s.filter_id {
-                    Some(fid) => filters::get(c, fid)?.and_then(|r| crate::api::compile_filter(&r)),
-                    None => None,
-                };
+                let f = crate::api::load_filter(c, s.filter_id)?;
                 Ok(Some((crate::event::types_to_bits(&s.object_types), f)))
             })
             .map_err(|e| e.message)?;
@@ -171,12 +166,6 @@ impl Replay {
             // round with its object types and filter as they are now.
             self.refresh()?;
             log::debug!("connection {}: replay round from {} to {t}", outlet.id, self.pos);
-            if self.purge {
-                self.purge = false;
-                self.pos = t;
-                let id = self.stream_id;
-                self.db.write(|tx| Ok(streams::reset(tx, id, t)?)).map_err(|e| e.message)?;
-            }
             self.target = Some(t);
             return Ok(());
         };

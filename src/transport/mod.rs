@@ -13,7 +13,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{Req, Resp};
 use crate::hub::{Hub, Outlet, Sub};
 use crate::model::{self, Opts};
-use crate::storage::{apps, events, filters, streams};
+use crate::storage::{events, streams};
 use crate::util::{base64url, random_bytes};
 use crate::wire::{self, Transport};
 use reactor::Reactor;
@@ -181,10 +181,7 @@ fn authorize(ctx: &Ctx, req: &Req) -> ApiResult<Accepted> {
         .db
         .read(|c| Ok(streams::get(c, p.app.id, key)?))?
         .ok_or_else(|| ApiError::not_found(format!("Stream not found: {key}")))?;
-    let filter = match stream.filter_id {
-        Some(fid) => ctx.db.read(|c| Ok(filters::get(c, fid)?))?.and_then(|r| crate::api::compile_filter(&r)),
-        None => None,
-    };
+    let filter = ctx.db.read(|c| Ok(crate::api::load_filter(c, stream.filter_id)?))?;
     Ok(Accepted { app_id: p.app.id, token_id: p.token_id, stream, filter })
 }
 
@@ -211,11 +208,8 @@ fn start_replay(
     end_at_hello: i64,
 ) -> ApiResult<conn::Replay> {
     let position = req.param("position").and_then(|p| p.parse::<i64>().ok()).filter(|p| *p >= 0);
-    let (grants, first_seq) = ctx.db.read(|c| {
-        let grants =
-            apps::authorizations_of_app(c, acc.app_id)?.into_iter().map(|a| (a.user_id, a.scopes)).collect();
-        Ok((grants, events::first_seq(c)?))
-    })?;
+    let (grants, first_seq) =
+        ctx.db.read(|c| Ok((crate::hub::grants_of_app(c, acc.app_id)?, events::first_seq(c)?)))?;
     // A position past the end of the log cannot have been delivered (a
     // stale or bogus one): clamp it to where the log ended before the
     // connection message, or it would hide every event up to it, including
@@ -252,7 +246,6 @@ fn start_replay(
         pos: start,
         target: None,
         live: false,
-        purge: false,
         stream_id: acc.stream.id,
         types: crate::event::types_to_bits(&acc.stream.object_types),
         app_id: acc.app_id,
@@ -364,7 +357,7 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reac
     // skips what was queued up to here, and a `?position` past the end is
     // clamped to it. (Read later, at the first replay round, it also covered
     // events made after the client had the connection message.)
-    let end_at_hello = match ctx.db.read(|c| Ok(events::max_seq(c)?)) {
+    let end_at_hello = match ctx.db.last_seq() {
         Ok(s) => s.max(hub.last_seq().load(std::sync::atomic::Ordering::SeqCst)),
         Err(e) => {
             log::error!("connection {}: cannot read the log's end: {}", outlet.id, e.message);
