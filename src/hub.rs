@@ -298,9 +298,10 @@ impl Outlet {
     /// Connection side: queues bytes (pongs, close frames, control messages,
     /// replayed events with their seq) behind everything already queued,
     /// then writes what the socket takes. Returns false if the socket failed.
-    pub fn send(&self, bytes: Vec<u8>, seq: i64) -> bool {
+    /// Shared frames (`render`, `control_frame`) go in without a copy.
+    pub fn send(&self, bytes: impl Into<Bytes>, seq: i64) -> bool {
         let mut st = self.lock();
-        let b = (Arc::new(bytes), seq);
+        let b = (bytes.into(), seq);
         if st.queue.is_empty() {
             !matches!(self.write_some(&mut st, &[b]), Wrote::Failed)
         } else {
@@ -528,10 +529,17 @@ pub fn admits(aud: &Audience, app_id: i64, grants: Option<&Grants>) -> bool {
 }
 
 /// The ids of the users who authorized an app, for `$authorized_userids`.
-pub fn authorized_ids(grants: Option<&Grants>) -> Vec<String> {
+fn authorized_ids(grants: Option<&Grants>) -> Vec<String> {
     let mut ids: Vec<String> = grants.map(|m| m.keys().map(|k| k.to_string()).collect()).unwrap_or_default();
     ids.sort();
     ids
+}
+
+/// Does `ev` pass filter `f` for an app with these grants? The list of
+/// authorized users is built only for a filter that names it.
+fn filter_passes(f: &Filter, ev: &Event, grants: Option<&Grants>) -> bool {
+    let ids = if f.uses_authorized() { authorized_ids(grants) } else { Vec::new() };
+    f.passes(ev.kind, &ev.envelope, &ids)
 }
 
 /// Would a stream (types, app, filter) receive this event? The same rule
@@ -539,7 +547,7 @@ pub fn authorized_ids(grants: Option<&Grants>) -> Vec<String> {
 pub fn wants(ev: &Event, types: u16, app_id: i64, filter: Option<&Filter>, grants: Option<&Grants>) -> bool {
     types & ev.kind.bit() != 0
         && admits(&ev.audience, app_id, grants)
-        && filter.is_none_or(|f| f.passes(ev.kind, &ev.envelope, &authorized_ids(grants)))
+        && filter.is_none_or(|f| filter_passes(f, ev, grants))
 }
 
 /// Renders one event for one option set and transport; `meta.position` is
@@ -915,7 +923,7 @@ impl HubState {
                 let pass = match filtered.iter().find(|(k, _)| *k == key) {
                     Some((_, p)) => *p,
                     None => {
-                        let p = f.passes(ev.kind, &ev.envelope, &authorized_ids(self.grants.get(&c.app_id)));
+                        let p = filter_passes(f, ev, self.grants.get(&c.app_id));
                         filtered.push((key, p));
                         p
                     }

@@ -77,7 +77,7 @@ fn finish(sock: &TcpStream, outlet: &Outlet, t: Transport, c: &Close) {
     // client that reconnects right away is not refused with a 429.
     outlet.release_slot();
     if let Some(ctrl) = &c.control {
-        outlet.send(crate::hub::control_frame(t, ctrl).to_vec(), 0);
+        outlet.send(crate::hub::control_frame(t, ctrl), 0);
     }
     outlet.send(
         match t {
@@ -175,7 +175,7 @@ impl Replay {
             log::debug!("connection {}: replaying {} events after {}", outlet.id, events.len(), self.pos);
             for ev in &events {
                 if wants(ev, self.types, self.app_id, self.filter.as_deref(), Some(&self.grants))
-                    && !outlet.send(render(ev, &self.opts, self.transport).to_vec(), ev.seq)
+                    && !outlet.send(render(ev, &self.opts, self.transport), ev.seq)
                 {
                     return Err("client went away during replay".into());
                 }

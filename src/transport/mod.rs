@@ -237,7 +237,7 @@ fn start_replay(
                 ),
             );
             doc["meta"]["control"]["dropped"] = json!(dropped);
-            outlet.send(crate::hub::control_frame(transport, &doc).to_vec(), 0);
+            outlet.send(crate::hub::control_frame(transport, &doc), 0);
         }
     }
     let id = acc.stream.id;
