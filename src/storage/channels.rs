@@ -419,18 +419,29 @@ pub fn message(c: &Connection, id: i64) -> rusqlite::Result<Option<MessageRow>> 
     c.qrow(&format!("SELECT {MSG_COLS} FROM messages WHERE id = ?1"), [id], message_from).optional()
 }
 
+/// Messages whose `key` column equals `value`, paginated by id.
+fn messages_where(
+    c: &Connection,
+    key: &'static str,
+    value: i64,
+    p: &Page,
+    include_deleted: bool,
+) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
+    let (w, o) = p.sql("id");
+    let del = if include_deleted { "" } else { " AND is_deleted = 0" };
+    let mut st = c.prepare_cached(&format!("SELECT {MSG_COLS} FROM messages WHERE {key} = ?1{del}{w}{o}"))?;
+    let rows = st.query_map([value], message_from)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(p.finish(rows))
+}
+
+/// A channel's messages, paginated by id.
 pub fn messages_page(
     c: &Connection,
     cid: i64,
     p: &Page,
     include_deleted: bool,
 ) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
-    let (w, o) = p.sql("id");
-    let del = if include_deleted { "" } else { " AND is_deleted = 0" };
-    let mut st =
-        c.prepare_cached(&format!("SELECT {MSG_COLS} FROM messages WHERE channel_id = ?1{del}{w}{o}"))?;
-    let rows = st.query_map([cid], message_from)?.collect::<Result<Vec<_>, _>>()?;
-    Ok(p.finish(rows))
+    messages_where(c, "channel_id", cid, p, include_deleted)
 }
 
 /// A thread's messages, paginated by id.
@@ -440,12 +451,7 @@ pub fn thread_page(
     p: &Page,
     include_deleted: bool,
 ) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
-    let (w, o) = p.sql("id");
-    let del = if include_deleted { "" } else { " AND is_deleted = 0" };
-    let mut st =
-        c.prepare_cached(&format!("SELECT {MSG_COLS} FROM messages WHERE thread_id = ?1{del}{w}{o}"))?;
-    let rows = st.query_map([thread], message_from)?.collect::<Result<Vec<_>, _>>()?;
-    Ok(p.finish(rows))
+    messages_where(c, "thread_id", thread, p, include_deleted)
 }
 
 /// A user's own messages, paginated by id.
@@ -455,12 +461,7 @@ pub fn messages_by(
     p: &Page,
     include_deleted: bool,
 ) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
-    let (w, o) = p.sql("id");
-    let del = if include_deleted { "" } else { " AND is_deleted = 0" };
-    let mut st =
-        c.prepare_cached(&format!("SELECT {MSG_COLS} FROM messages WHERE user_id = ?1{del}{w}{o}"))?;
-    let rows = st.query_map([uid], message_from)?.collect::<Result<Vec<_>, _>>()?;
-    Ok(p.finish(rows))
+    messages_where(c, "user_id", uid, p, include_deleted)
 }
 
 pub fn sticky_messages(c: &Connection, cid: i64) -> rusqlite::Result<Vec<MessageRow>> {

@@ -151,10 +151,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         .or_else(|| up.content.as_ref().and_then(|c| c.1.clone()))
         .unwrap_or_else(|| "file".into());
     let is_public = bool_field(f, "is_public")?.unwrap_or(false);
-    let raw = match f.get("raw") {
-        None | Some(Value::Null) => json!({}),
-        Some(r) => merge_raw(&json!({}), r)?,
-    };
+    let raw = super::new_raw(f)?;
     let v = ctx.db.write(|tx| {
         let file = store::insert_file(
             tx,

@@ -728,10 +728,7 @@ pub fn my_channels(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 pub fn subscribe(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let (uid, _) = writer(ctx, req)?;
     let v = ctx.db.write(|tx| {
-        let ch = find_channel(tx, p[0])?;
-        if !ch.can_read(Some(uid)) {
-            return Err(ApiError::forbidden(format!("You may not read channel {}", ch.id)));
-        }
+        let ch = readable_channel(tx, p[0], &Caller::User { id: uid, messages: true })?;
         if !ch.is_active {
             return Err(ApiError::forbidden("This channel is inactive"));
         }
@@ -889,10 +886,7 @@ pub fn mark_all_read(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 pub fn mute(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let (uid, _) = writer(ctx, req)?;
     let v = ctx.db.write(|tx| {
-        let ch = find_channel(tx, p[0])?;
-        if !ch.can_read(Some(uid)) {
-            return Err(ApiError::forbidden(format!("You may not read channel {}", ch.id)));
-        }
+        let ch = readable_channel(tx, p[0], &Caller::User { id: uid, messages: true })?;
         unsubscribe_user(tx, &ctx.api_url, &ch, uid)?;
         store::set_muted(tx, ch.id, uid, true)?;
         channel_value(tx, &ctx.api_url, &ch, Some(uid))
@@ -1091,10 +1085,7 @@ pub fn set_presence(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         Some(_) => return Err(ApiError::bad_request("presence: a string of at most 100 characters")),
     };
     let v = ctx.db.write(|tx| {
-        let ch = find_channel(tx, p[0])?;
-        if !ch.can_read(Some(uid)) {
-            return Err(ApiError::forbidden(format!("You may not read channel {}", ch.id)));
-        }
+        let ch = readable_channel(tx, p[0], &Caller::User { id: uid, messages: true })?;
         store::set_channel_presence(tx, ch.id, uid, presence.as_deref(), now() + 15 * 60)?;
         let u = crate::storage::users::by_id(tx, uid)?.ok_or_else(ApiError::internal)?;
         let pv = presence_value(ctx, &u, presence.as_deref().unwrap_or("offline"), now(), ch.id);

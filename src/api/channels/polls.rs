@@ -86,12 +86,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let (uid, app_id) = poller(ctx, req)?;
     let body = req.json_object()?;
     let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
-    if kind.is_empty()
-        || kind.len() > 128
-        || !kind.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-    {
-        return Err(ApiError::bad_request("type: required; letters, digits, '_', '.', '-', at most 128"));
-    }
+    super::check_type(kind)?;
     let prompt = match body.get("prompt") {
         Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 256 => s.clone(),
         _ => return Err(ApiError::bad_request("prompt: required, at most 256 characters")),
@@ -191,12 +186,13 @@ pub fn get_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 pub fn get_many(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let (uid, _) = poller(ctx, req)?;
     let ids = id_list(req, 100)?;
+    let opts = Opts::from_req(req);
     let list = ctx.db.read(|c| {
         let mut out = Vec::new();
         for id in ids {
             if let Some(p) = store::poll(c, id)?.filter(|p| !p.is_deleted) {
                 if may_see(c, &p, uid, req)? {
-                    out.push(value(c, ctx, &p, uid, &Opts::from_req(req))?);
+                    out.push(value(c, ctx, &p, uid, &opts)?);
                 }
             }
         }
@@ -208,11 +204,12 @@ pub fn get_many(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 pub fn mine(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let (uid, _) = poller(ctx, req)?;
     let pg = page(req)?;
+    let opts = Opts::from_req(req);
     let (list, keys, more) = ctx.db.read(|c| {
         let (rows, more) = store::polls_of(c, uid, &pg)?;
         let mut out = Vec::new();
         for p in &rows {
-            out.push(value(c, ctx, p, uid, &Opts::from_req(req))?);
+            out.push(value(c, ctx, p, uid, &opts)?);
         }
         Ok((out, rows.iter().map(|p| p.id).collect::<Vec<_>>(), more))
     })?;
@@ -224,11 +221,12 @@ pub fn mine(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 pub fn answered(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let (uid, _) = poller(ctx, req)?;
     let pg = page(req)?;
+    let opts = Opts::from_req(req);
     let (list, keys, more) = ctx.db.read(|c| {
         let (rows, more) = store::polls_answered(c, uid, &pg)?;
         let mut out = Vec::new();
         for (key, p) in &rows {
-            let mut v = value(c, ctx, p, uid, &Opts::from_req(req))?;
+            let mut v = value(c, ctx, p, uid, &opts)?;
             v["pagination_id"] = json!(key.to_string());
             out.push(v);
         }
