@@ -64,7 +64,9 @@ fn file_value(c: &Connection, api_url: &str, f: &FileRow, owner_view: bool) -> A
     Ok(v)
 }
 
-fn emit_file(tx: &mut Tx, api_url: &str, f: &FileRow) -> ApiResult<()> {
+/// Writes the `file` event and returns the file object it carries (the
+/// caller's answer, rendered once).
+fn emit_file(tx: &mut Tx, api_url: &str, f: &FileRow) -> ApiResult<Value> {
     let mut meta = json!({"timestamp": now(), "id": f.id.to_string(), "type": "file"});
     if f.is_deleted {
         meta["is_deleted"] = json!(true);
@@ -74,8 +76,9 @@ fn emit_file(tx: &mut Tx, api_url: &str, f: &FileRow) -> ApiResult<()> {
         kind: ObjType::File,
         audience: Audience::Users { users: vec![f.user_id], scopes: vec!["files".into()] },
         auth: None,
-        envelope: crate::util::obj([("meta", meta), ("data", data)]),
-    })
+        envelope: crate::util::obj([("meta", meta), ("data", data.clone())]),
+    })?;
+    Ok(data)
 }
 
 fn render(mut v: Value, req: &Req) -> Value {
@@ -167,8 +170,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
                 content: up.content.as_ref().map(|c| c.0),
             },
         )?;
-        emit_file(tx, &ctx.api_url, &file)?;
-        file_value(tx, &ctx.api_url, &file, true)
+        emit_file(tx, &ctx.api_url, &file)
     })?;
     Ok(Resp::data(201, render(v, req)))
 }
@@ -252,8 +254,7 @@ pub fn update(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
             f.raw = merge_raw(&f.raw, r)?;
         }
         store::save_file(tx, &f)?;
-        emit_file(tx, &ctx.api_url, &f)?;
-        file_value(tx, &ctx.api_url, &f, true)
+        emit_file(tx, &ctx.api_url, &f)
     })?;
     Ok(Resp::ok(render(v, req)))
 }
@@ -264,8 +265,7 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         let mut f = owned_file(tx, p[0], uid)?;
         f.is_deleted = true;
         store::save_file(tx, &f)?;
-        emit_file(tx, &ctx.api_url, &f)?;
-        file_value(tx, &ctx.api_url, &f, true)
+        emit_file(tx, &ctx.api_url, &f)
     })?;
     Ok(Resp::ok(render(v, req)))
 }
@@ -284,7 +284,7 @@ pub fn put_content(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         }
         store::set_file_content(tx, f.id, data, mime.as_deref())?;
         let f = store::file(tx, f.id)?.ok_or_else(ApiError::internal)?;
-        emit_file(tx, &ctx.api_url, &f)
+        emit_file(tx, &ctx.api_url, &f).map(|_| ())
     })?;
     Ok(Resp::data(204, Value::Null))
 }

@@ -54,8 +54,15 @@ fn rendered(mut v: Value, opts: &Opts) -> Value {
 
 /// Writes a `message` event: `[message]`, meta `channel_type`,
 /// `channel_name` (chat rooms), and on create `subscribed_user_ids` and
-/// `suppress_notifications`; on delete `is_deleted`.
-fn emit_message(tx: &mut Tx, api_url: &str, ch: &ChannelRow, m: &MessageRow, deleted: bool) -> ApiResult<()> {
+/// `suppress_notifications`; on delete `is_deleted`. Returns the message
+/// object it carries (the caller's answer, rendered once).
+fn emit_message(
+    tx: &mut Tx,
+    api_url: &str,
+    ch: &ChannelRow,
+    m: &MessageRow,
+    deleted: bool,
+) -> ApiResult<Value> {
     let subscribers = store::subscriber_ids(tx, ch.id)?;
     let mut meta = json!({
         "timestamp": now(), "id": m.id.to_string(), "type": "message", "channel_type": ch.kind,
@@ -72,13 +79,15 @@ fn emit_message(tx: &mut Tx, api_url: &str, ch: &ChannelRow, m: &MessageRow, del
         let subs: Vec<String> = subscribers.iter().map(i64::to_string).collect();
         meta["subscribed_user_ids"] = json!(subs);
     }
-    let data = json!([message_value(tx, api_url, m)?]);
+    let value = message_value(tx, api_url, m)?;
+    let data = Value::Array(vec![value.clone()]);
     tx.emit(NewEvent {
         kind: ObjType::Message,
         audience: ch.audience(),
         auth: None,
         envelope: crate::util::obj([("meta", meta), ("data", data)]),
-    })
+    })?;
+    Ok(value)
 }
 
 /// Validated message input.
@@ -148,8 +157,7 @@ fn post(
     if update_marker {
         store::set_marker(tx, uid, &format!("channel:{}", ch.id), m.id, 0, false)?;
     }
-    emit_message(tx, api_url, ch, &m, false)?;
-    message_value(tx, api_url, &m)
+    emit_message(tx, api_url, ch, &m, false)
 }
 
 pub fn create(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
@@ -268,7 +276,7 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let (uid, _) = writer(ctx, req)?;
     let v = ctx.db.write(|tx| {
         let ch = find_channel(tx, p[0])?;
-        let mut m = find_message(tx, &ch, p[1])?;
+        let m = find_message(tx, &ch, p[1])?;
         let by_author = m.user_id == uid;
         let moderator = ch.kind != PM && ch.can_full(Some(uid));
         if !(by_author || moderator) {
@@ -276,13 +284,13 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
                 "Only the author or a user with full access may delete this message",
             ));
         }
-        if !m.is_deleted {
-            let by = if by_author { None } else { Some(uid) };
-            store::delete_message(tx, m.id, by)?;
-            m = store::message(tx, m.id)?.ok_or_else(ApiError::internal)?;
-            emit_message(tx, &ctx.api_url, &ch, &m, true)?;
+        if m.is_deleted {
+            return message_value(tx, &ctx.api_url, &m);
         }
-        message_value(tx, &ctx.api_url, &m)
+        let by = if by_author { None } else { Some(uid) };
+        store::delete_message(tx, m.id, by)?;
+        let m = store::message(tx, m.id)?.ok_or_else(ApiError::internal)?;
+        emit_message(tx, &ctx.api_url, &ch, &m, true)
     })?;
     Ok(Resp::ok(rendered(v, &Opts::from_req(req))))
 }
