@@ -77,6 +77,21 @@ struct OutState {
     broken: bool,
 }
 
+impl OutState {
+    /// Queues a frame behind everything already queued.
+    fn enqueue(&mut self, f: Tagged) {
+        self.queued += f.0.len();
+        self.queue.push_back(f);
+    }
+
+    /// Drops the held events (they come again from the log); held control
+    /// messages (seq 0) would not, so they stay.
+    fn drop_held_events(&mut self) {
+        self.held.retain(|(_, seq)| *seq == 0);
+        self.held_bytes = self.held.iter().map(|(b, _)| b.len()).sum();
+    }
+}
+
 /// Outcome of writing as much as the socket takes.
 enum Wrote {
     All,
@@ -219,9 +234,8 @@ impl Outlet {
             extra_from += consumed;
             if blocked {
                 // The socket is full: everything else waits in the queue.
-                for (b, seq) in &extra[extra_from..] {
-                    st.queued += b.len();
-                    st.queue.push_back((b.clone(), *seq));
+                for f in &extra[extra_from..] {
+                    st.enqueue(f.clone());
                 }
                 return if st.queue.is_empty() { Wrote::All } else { Wrote::Blocked };
             }
@@ -260,8 +274,7 @@ impl Outlet {
                 }
                 if st.held_bytes + f.0.len() > self.max_backlog {
                     st.overflow = true;
-                    st.held.retain(|(_, seq)| *seq == 0);
-                    st.held_bytes = st.held.iter().map(|(b, _)| b.len()).sum();
+                    st.drop_held_events();
                 } else {
                     st.held_bytes += f.0.len();
                     st.held.push(f.clone());
@@ -277,8 +290,7 @@ impl Outlet {
             }
         } else {
             for f in frames {
-                st.queued += f.0.len();
-                st.queue.push_back(f.clone());
+                st.enqueue(f.clone());
             }
         }
         if st.queued > self.max_backlog {
@@ -286,9 +298,7 @@ impl Outlet {
         }
         if st.queued > self.max_backlog / 4 * 3 && !st.warned {
             st.warned = true;
-            let w = warn();
-            st.queued += w.len();
-            st.queue.push_back((w, 0));
+            st.enqueue((warn(), 0));
         } else if st.queued < self.max_backlog / 2 {
             st.warned = false;
         }
@@ -305,8 +315,7 @@ impl Outlet {
         if st.queue.is_empty() {
             !matches!(self.write_some(&mut st, &[b]), Wrote::Failed)
         } else {
-            st.queued += b.0.len();
-            st.queue.push_back(b);
+            st.enqueue(b);
             !st.broken
         }
     }
@@ -335,10 +344,7 @@ impl Outlet {
     /// seq is in the log; what it hands over from now on is held.
     pub fn begin_round(&self, last_seq: &AtomicI64) -> i64 {
         let mut st = self.lock();
-        // Held events come again from the log; held control messages
-        // (seq 0) would not, so they stay.
-        st.held.retain(|(_, seq)| *seq == 0);
-        st.held_bytes = st.held.iter().map(|(b, _)| b.len()).sum();
+        st.drop_held_events();
         st.overflow = false;
         last_seq.load(Ordering::SeqCst)
     }
@@ -366,8 +372,7 @@ impl Outlet {
                 let _ = self.write_some(&mut st, &held);
             } else {
                 for f in held {
-                    st.queued += f.0.len();
-                    st.queue.push_back(f);
+                    st.enqueue(f);
                 }
             }
         }

@@ -4,7 +4,7 @@
 //! close event in the same transaction), and the poll rendering it needs.
 
 use super::users::{self, UserRow};
-use super::{apps, Cached, Db, Tx};
+use super::{apps, json_col, Cached, Db, Tx};
 use crate::error::{ApiError, ApiResult};
 use crate::event::{Audience, NewEvent, ObjType};
 use crate::util::{iso8601, now};
@@ -15,10 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
-
-fn parse_raw(s: String) -> Value {
-    serde_json::from_str(&s).unwrap_or_else(|_| json!({}))
-}
 
 // ---------------------------------------------------------------- pagination
 
@@ -142,7 +138,7 @@ fn channel_from(r: &Row) -> rusqlite::Result<ChannelRow> {
         kind: r.get(1)?,
         owner_id: r.get(2)?,
         acl: serde_json::from_str(&acl).unwrap_or_default(),
-        raw: parse_raw(r.get(4)?),
+        raw: json_col(r, 4)?,
         is_active: r.get(5)?,
         pm_key: r.get(6)?,
         activity: r.get(7)?,
@@ -328,7 +324,7 @@ pub fn muted_channels(
                     kind: r.get(2)?,
                     owner_id: r.get(3)?,
                     acl: serde_json::from_str(&acl).unwrap_or_default(),
-                    raw: parse_raw(r.get(5)?),
+                    raw: json_col(r, 5)?,
                     is_active: r.get(6)?,
                     pm_key: r.get(7)?,
                     activity: r.get(8)?,
@@ -369,7 +365,7 @@ fn message_from(r: &Row) -> rusqlite::Result<MessageRow> {
         user_id: r.get(2)?,
         app_id: r.get(3)?,
         text: r.get(4)?,
-        raw: parse_raw(r.get(5)?),
+        raw: json_col(r, 5)?,
         reply_to: r.get(6)?,
         thread_id: r.get(7)?,
         is_nsfw: r.get(8)?,
@@ -671,7 +667,7 @@ fn file_from(r: &Row) -> rusqlite::Result<FileRow> {
         name: r.get(5)?,
         mime_type: r.get(6)?,
         is_public: r.get(7)?,
-        raw: parse_raw(r.get(8)?),
+        raw: json_col(r, 8)?,
         size: r.get(9)?,
         sha256: r.get(10)?,
         file_token: r.get(11)?,
@@ -788,7 +784,7 @@ fn poll_from(r: &Row) -> rusqlite::Result<PollRow> {
         max_options: r.get(6)?,
         is_anonymous: r.get(7)?,
         is_public: r.get(8)?,
-        raw: parse_raw(r.get(9)?),
+        raw: json_col(r, 9)?,
         poll_token: r.get(10)?,
         closed_at: r.get(11)?,
         is_closed: r.get(12)?,
@@ -870,7 +866,7 @@ pub fn polls_answered(c: &Connection, uid: i64, p: &Page) -> rusqlite::Result<(V
                     max_options: r.get(7)?,
                     is_anonymous: r.get(8)?,
                     is_public: r.get(9)?,
-                    raw: parse_raw(r.get(10)?),
+                    raw: json_col(r, 10)?,
                     poll_token: r.get(11)?,
                     closed_at: r.get(12)?,
                     is_closed: r.get(13)?,

@@ -455,6 +455,13 @@ impl Writer {
     }
 }
 
+/// A stored JSON column (`raw`, content); one that does not parse reads as
+/// `{}`.
+pub(crate) fn json_col(r: &rusqlite::Row, i: usize) -> rusqlite::Result<serde_json::Value> {
+    let s: String = r.get(i)?;
+    Ok(serde_json::from_str(&s).unwrap_or_else(|_| serde_json::Value::Object(Default::default())))
+}
+
 /// `query_row` and `execute` through the connection's statement cache: the
 /// same SQL is parsed once per connection, not once per request (parsing was
 /// a quarter of the server's CPU under write load).

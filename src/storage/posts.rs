@@ -2,7 +2,7 @@
 //! (follows, mutes, blocks), presence, and the paged list queries on them.
 //! Rendering and the rules live in `api::posts`; only SQL is here.
 
-use super::Cached;
+use super::{json_col, Cached};
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde_json::Value;
@@ -25,11 +25,6 @@ pub struct PostRow {
 
 const COLS: &str =
     "id, user_id, app_id, created_at, thread_id, reply_to, repost_of, content, is_nsfw, raw, revision, is_deleted";
-
-fn json_col(r: &Row, i: usize) -> rusqlite::Result<Value> {
-    let s: String = r.get(i)?;
-    Ok(serde_json::from_str(&s).unwrap_or_else(|_| Value::Object(Default::default())))
-}
 
 fn from_row(r: &Row) -> rusqlite::Result<PostRow> {
     Ok(PostRow {

@@ -23,7 +23,6 @@ pub struct UserRow {
 const COLS: &str = "id, username, name, type, locale, timezone, description, raw, created_at";
 
 fn from_row(r: &Row) -> rusqlite::Result<UserRow> {
-    let raw: String = r.get(7)?;
     Ok(UserRow {
         id: r.get(0)?,
         username: r.get(1)?,
@@ -32,7 +31,7 @@ fn from_row(r: &Row) -> rusqlite::Result<UserRow> {
         locale: r.get(4)?,
         timezone: r.get(5)?,
         description: r.get(6)?,
-        raw: serde_json::from_str(&raw).unwrap_or_else(|_| Value::Object(Default::default())),
+        raw: super::json_col(r, 7)?,
         created_at: r.get(8)?,
     })
 }
