@@ -363,6 +363,7 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reac
             log::error!("connection {}: cannot read the log's end: {}", outlet.id, e.message);
             outlet.release_slot();
             hub.leave(outlet.id);
+            hub.unregister(acc.stream.id, &outlet);
             return;
         }
     };
