@@ -110,7 +110,11 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
                     db.catch_up();
                     match db.checkpoint_passive() {
                         Ok(frames) if frames > crate::storage::WAL_RESTART_FRAMES => {
-                            if let Err(e) = db.checkpoint_restart() {
+                            // Sync what the checkpoints copied, and copy what
+                            // came meanwhile, so that the restart, which
+                            // pauses writes, has little of either left.
+                            let r = db.sync_file().and_then(|_| db.checkpoint_passive());
+                            if let Err(e) = r.and_then(|_| db.checkpoint_restart()) {
                                 log::warn!("WAL restart failed: {}", e.message);
                             }
                         }
