@@ -18,6 +18,8 @@
 //!                             U µs after data arrives (default 0: it sleeps
 //!                             in epoll_wait at once; a sleeping client costs
 //!                             the server a cross-CPU wake-up per write)
+//!   --series FILE             fanout: per post, write its send time (ms from
+//!                             the first post), first and last receipt (µs)
 //!   --bin PATH                the spout binary (default: target/release/spout, built if missing)
 //!   --api URL --stream HOST:PORT --db PATH   use a running server (its
 //!                             database for the admin commands; start it with
@@ -51,6 +53,7 @@ struct Args {
     hold: u64,
     spin_us: u64,
     json: Option<String>,
+    series: Option<String>,
     bin: Option<String>,
     api: Option<String>,
     stream: Option<String>,
@@ -68,6 +71,7 @@ fn parse_args() -> Args {
         hold: 30,
         spin_us: 0,
         json: None,
+        series: None,
         bin: None,
         api: None,
         stream: None,
@@ -85,6 +89,7 @@ fn parse_args() -> Args {
             "--hold" => a.hold = num(&val()) as u64,
             "--spin-us" => a.spin_us = num(&val()) as u64,
             "--json" => a.json = Some(val()),
+            "--series" => a.series = Some(val()),
             "--bin" => a.bin = Some(val()),
             "--api" => a.api = Some(val()),
             "--stream" => a.stream = Some(val()),
@@ -421,6 +426,8 @@ struct LoopResult {
     /// Per post, publish to its first receipt on any connection: the part
     /// of the latency before the fan-out (HTTP, commit, hand-over to the hub).
     first_us: Vec<u64>,
+    /// Per post: (send time ns, first receipt µs, last receipt µs).
+    series: Vec<(u64, u64, u64)>,
     cpu_secs: f64,
     wall: Duration,
 }
@@ -441,7 +448,7 @@ fn event_loop(subs: &mut [Sub], stop: &AtomicBool, expected: &AtomicU64, spin_us
     let mut chunk = vec![0u8; 256 * 1024];
     let mut drain_deadline: Option<Instant> = None;
     let mut last_data = Instant::now();
-    let mut first: HashMap<usize, u64> = HashMap::new();
+    let mut first: HashMap<usize, (u64, u64, u64)> = HashMap::new();
     let spin = Duration::from_micros(spin_us);
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -483,8 +490,9 @@ fn event_loop(subs: &mut [Sub], stop: &AtomicBool, expected: &AtomicU64, spin_us
                                 if let Some((sent, seq)) = marker(p) {
                                     let us = now.saturating_sub(sent) / 1000;
                                     lat.push(us);
-                                    let f = first.entry(seq).or_insert(us);
-                                    *f = (*f).min(us);
+                                    let f = first.entry(seq).or_insert((sent, us, us));
+                                    f.1 = f.1.min(us);
+                                    f.2 = f.2.max(us);
                                     let (w, bit) = (seq / 64, 1u64 << (seq % 64));
                                     if seen.len() <= w {
                                         seen.resize(w + 1, 0);
@@ -514,9 +522,11 @@ fn event_loop(subs: &mut [Sub], stop: &AtomicBool, expected: &AtomicU64, spin_us
             }
         }
     }
-    let mut first_us: Vec<u64> = first.into_values().collect();
+    let mut series: Vec<(u64, u64, u64)> = first.into_values().collect();
+    series.sort_unstable();
+    let mut first_us: Vec<u64> = series.iter().map(|x| x.1).collect();
     first_us.sort_unstable();
-    LoopResult { latencies_us: lat, first_us, cpu_secs: self_cpu() - cpu0, wall: start.elapsed() }
+    LoopResult { latencies_us: lat, first_us, series, cpu_secs: self_cpu() - cpu0, wall: start.elapsed() }
 }
 
 fn self_cpu() -> f64 {
@@ -641,6 +651,15 @@ fn fanout(t: &Target, a: &Args, conns: usize, rate: u64, slow: bool, tag: &str) 
         (h.join().unwrap_or_else(|_| die("event loop panicked")), w)
     });
     drop(stalled);
+    if let Some(path) = &a.series {
+        let t0 = res.series.first().map(|x| x.0).unwrap_or(0);
+        let text: String = res
+            .series
+            .iter()
+            .map(|(sent, f, l)| format!("{:.3} {f} {l}\n", (sent - t0) as f64 / 1e6))
+            .collect();
+        std::fs::write(path, text).unwrap_or_else(|e| die(&format!("{path}: {e}")));
+    }
     let server_cpu = t.stats().map(|x| x.0).unwrap_or(0.0) - cpu0;
     let mut lat = res.latencies_us;
     lat.sort_unstable();
