@@ -8,13 +8,14 @@
 use crate::config::Config;
 use crate::event::{Audience, Event, Outbox, Signal};
 use crate::filter::Filter;
-use crate::model::{prune, Kind, Opts};
+use crate::model::{Kind, Opts, Pruned};
 use crate::storage::{apps, streams, Db};
 use crate::wire::{self, Transport};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use rustix::io::Errno;
 use rustix::net::{sendmsg, SendAncillaryBuffer, SendFlags};
-use serde_json::json;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::io::IoSlice;
 use std::net::TcpStream;
@@ -162,26 +163,29 @@ impl Outlet {
         }
         let mut extra_from = 0;
         loop {
-            let mut iov: Vec<IoSlice> = Vec::with_capacity(64);
+            // On the stack: this runs once per connection per batch.
+            let mut iov = [IoSlice::new(&[]); 64];
+            let mut used = 0;
             for (i, (b, _)) in st.queue.iter().enumerate().take(64) {
-                iov.push(IoSlice::new(if i == 0 { &b[st.offset..] } else { &b[..] }));
+                iov[used] = IoSlice::new(if i == 0 { &b[st.offset..] } else { &b[..] });
+                used += 1;
             }
-            let from_queue = iov.len();
+            let from_queue = used;
             for (b, _) in extra[extra_from..].iter().take(64 - from_queue) {
-                iov.push(IoSlice::new(b));
+                iov[used] = IoSlice::new(b);
+                used += 1;
             }
-            if iov.is_empty() {
+            if used == 0 {
                 return Wrote::All;
             }
-            let offered = iov.len() - from_queue;
-            let total: usize = iov.iter().map(|b| b.len()).sum();
+            let offered = used - from_queue;
+            let total: usize = iov[..used].iter().map(|b| b.len()).sum();
             let r = sendmsg(
                 &self.sock,
-                &iov,
+                &iov[..used],
                 &mut SendAncillaryBuffer::default(),
                 SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
             );
-            drop(iov);
             // The socket is full only if it refused bytes: then (and only
             // then) it signals "writable" later, which wakes the thread. A
             // queue longer than one sendmsg's 64 slices is not "full".
@@ -557,16 +561,62 @@ pub fn wants(ev: &Event, types: u16, app_id: i64, filter: Option<&Filter>, grant
 
 /// Renders one event for one option set and transport; `meta.position` is
 /// the event's place in the log (what a client passes back as `position`).
+/// Serialized straight from the shared event: no copy of it is made.
 pub fn render(ev: &Event, opts: &Opts, t: Transport) -> Bytes {
-    let mut env = ev.envelope.clone();
-    if let Some(d) = env.get_mut("data") {
-        prune(d, Kind::of_type(ev.kind.as_str()), opts);
-    }
-    if let Some(m) = env.get_mut("meta").and_then(|m| m.as_object_mut()) {
-        m.insert("position".into(), json!(ev.seq.to_string()));
-    }
-    let payload = serde_json::to_vec(&env).unwrap_or_default();
+    let payload = serde_json::to_vec(&Rendered { ev, opts }).unwrap_or_default();
     Arc::new(wire::frame(t, &payload))
+}
+
+/// An event's envelope with its `data` pruned for `opts` and
+/// `meta.position` set.
+struct Rendered<'a> {
+    ev: &'a Event,
+    opts: &'a Opts,
+}
+
+impl Serialize for Rendered<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Value::Object(env) = &self.ev.envelope else { return self.ev.envelope.serialize(s) };
+        let mut out = s.serialize_map(None)?;
+        for (k, v) in env {
+            match (k.as_str(), v) {
+                ("data", _) => out.serialize_entry(
+                    k,
+                    &Pruned { v, kind: Kind::of_type(self.ev.kind.as_str()), opts: self.opts },
+                )?,
+                ("meta", Value::Object(meta)) => {
+                    out.serialize_entry(k, &WithPosition { meta, seq: self.ev.seq })?
+                }
+                _ => out.serialize_entry(k, v)?,
+            }
+        }
+        out.end()
+    }
+}
+
+/// `meta` with `position` (the log seq, as a string) in its sorted place,
+/// as a `Map` (a BTreeMap) would hold it.
+struct WithPosition<'a> {
+    meta: &'a serde_json::Map<String, Value>,
+    seq: i64,
+}
+
+impl Serialize for WithPosition<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut out = s.serialize_map(None)?;
+        let mut placed = false;
+        for (k, v) in self.meta.iter().filter(|(k, _)| *k != "position") {
+            if !placed && k.as_str() > "position" {
+                out.serialize_entry("position", &self.seq.to_string())?;
+                placed = true;
+            }
+            out.serialize_entry(k, v)?;
+        }
+        if !placed {
+            out.serialize_entry("position", &self.seq.to_string())?;
+        }
+        out.end()
+    }
 }
 
 /// A control document framed for a transport.
@@ -1036,6 +1086,42 @@ impl HubState {
                         "The access token was revoked",
                     ));
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Audience, ObjType};
+    use crate::model::prune;
+
+    #[test]
+    fn render_is_the_pruned_envelope_with_its_position() {
+        for (kind, envelope) in [
+            (ObjType::Post, crate::model::tests::everything()),
+            (
+                ObjType::Channel,
+                json!({"meta": {"a": 1, "position": "stale", "z": 2}, "data": {"raw": 1, "marker": 2}}),
+            ),
+            (ObjType::User, json!({"meta": {}, "data": []})),
+            (ObjType::Post, json!({"meta": "not an object", "data": null, "extra": {"raw": 1}})),
+        ] {
+            let ev = Event { seq: 42, kind, audience: Audience::Public, auth: None, envelope, created_at: 0 };
+            // Every fifth option set: each option both on and off, among
+            // many combinations of the others.
+            for b in (0..1u16 << 12).step_by(5) {
+                let o = Opts::from_bits(b);
+                let mut want = ev.envelope.clone();
+                if let Some(d) = want.get_mut("data") {
+                    prune(d, Kind::of_type(kind.as_str()), &o);
+                }
+                if let Some(m) = want.get_mut("meta").and_then(|m| m.as_object_mut()) {
+                    m.insert("position".into(), json!("42"));
+                }
+                let want = wire::frame(Transport::Ws, want.to_string().as_bytes());
+                assert_eq!(*render(&ev, &o, Transport::Ws), want, "options {b:#x}, {}", ev.envelope);
             }
         }
     }

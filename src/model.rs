@@ -5,6 +5,7 @@
 use crate::http::Req;
 use crate::storage::{App, StreamRow, UserRow};
 use crate::util::iso8601;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Value};
 
 /// Which optional parts a reader wants (pnut's `include_*` parameters).
@@ -61,6 +62,26 @@ impl Opts {
             reposted_by: req.flag("include_reposted_by", false),
             marker: req.flag("include_marker", false),
             recent_message: req.flag("include_recent_message", false),
+        }
+    }
+
+    /// The option set whose `bits` are `b` (tests walk every one).
+    #[cfg(test)]
+    pub(crate) fn from_bits(b: u16) -> Opts {
+        let f = |i: u16| b & (1 << i) != 0;
+        Opts {
+            raw_user: f(0),
+            raw_post: f(1),
+            raw_channel: f(2),
+            raw_message: f(3),
+            raw_file: f(4),
+            raw_poll: f(5),
+            html: f(6),
+            counts: f(7),
+            bookmarked_by: f(8),
+            reposted_by: f(9),
+            marker: f(10),
+            recent_message: f(11),
         }
     }
 
@@ -136,51 +157,104 @@ pub fn prune(v: &mut Value, kind: Kind, o: &Opts) {
     }
 }
 
+/// Whether `prune` removes member `k` from an object of `kind`.
+fn drops(kind: Kind, k: &str, o: &Opts) -> bool {
+    match k {
+        "raw" => !match kind {
+            Kind::User => o.raw_user,
+            Kind::Post => o.raw_post,
+            Kind::Channel => o.raw_channel,
+            Kind::Message => o.raw_message,
+            Kind::File => o.raw_file,
+            Kind::Poll => o.raw_poll,
+            Kind::Other => true,
+        },
+        "counts" => !o.counts && matches!(kind, Kind::User | Kind::Post),
+        "bookmarked_by" => !o.bookmarked_by && kind == Kind::Post,
+        "reposted_by" => !o.reposted_by && kind == Kind::Post,
+        "marker" => !o.marker && kind == Kind::Channel,
+        "recent_message" | "recent_deleted_message" => !o.recent_message && kind == Kind::Channel,
+        _ => false,
+    }
+}
+
+/// How `prune` treats member `k` (holding `child`) of an object of `kind`
+/// that it keeps: walked as an object of some kind, stripped of its `html`
+/// (an object's `content` without `include_html`), or left alone (`None`).
+enum Child {
+    Walk(Kind),
+    NoHtml,
+}
+
+fn child_of(kind: Kind, k: &str, child: &Value, o: &Opts) -> Option<Child> {
+    if let Some(ck) = Kind::of_key(k) {
+        Some(Child::Walk(ck))
+    } else if kind == Kind::Other && k == "data" && matches!(child, Value::Object(_) | Value::Array(_)) {
+        Some(Child::Walk(Kind::Other))
+    } else if kind != Kind::Other && k == "content" && !o.html && child.is_object() {
+        Some(Child::NoHtml)
+    } else {
+        None
+    }
+}
+
 fn prune_object(m: &mut Map<String, Value>, kind: Kind, o: &Opts) {
-    let keep_raw = match kind {
-        Kind::User => o.raw_user,
-        Kind::Post => o.raw_post,
-        Kind::Channel => o.raw_channel,
-        Kind::Message => o.raw_message,
-        Kind::File => o.raw_file,
-        Kind::Poll => o.raw_poll,
-        Kind::Other => true,
-    };
-    if !keep_raw {
-        m.remove("raw");
-    }
-    if kind != Kind::Other {
-        if !o.html {
-            if let Some(Value::Object(c)) = m.get_mut("content") {
-                c.remove("html");
-            }
-        }
-        if !o.counts && matches!(kind, Kind::User | Kind::Post) {
-            m.remove("counts");
-        }
-    }
-    if kind == Kind::Post {
-        if !o.bookmarked_by {
-            m.remove("bookmarked_by");
-        }
-        if !o.reposted_by {
-            m.remove("reposted_by");
-        }
-    }
-    if kind == Kind::Channel {
-        if !o.marker {
-            m.remove("marker");
-        }
-        if !o.recent_message {
-            m.remove("recent_message");
-            m.remove("recent_deleted_message");
-        }
-    }
+    m.retain(|k, _| !drops(kind, k, o));
     for (k, child) in m.iter_mut() {
-        if let Some(ck) = Kind::of_key(k) {
-            prune(child, ck, o);
-        } else if kind == Kind::Other && matches!(child, Value::Object(_) | Value::Array(_)) && k == "data" {
-            prune(child, Kind::Other, o);
+        match child_of(kind, k, child, o) {
+            Some(Child::Walk(ck)) => prune(child, ck, o),
+            Some(Child::NoHtml) => {
+                if let Value::Object(c) = child {
+                    c.remove("html");
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// `v` (an object of `kind`, or a list of them) serialized as `prune` would
+/// leave it, without copying it first (the hub renders shared events so).
+pub struct Pruned<'a> {
+    pub v: &'a Value,
+    pub kind: Kind,
+    pub opts: &'a Opts,
+}
+
+impl Serialize for Pruned<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.v {
+            Value::Array(items) => s.collect_seq(items.iter().map(|v| Pruned { v, ..*self })),
+            Value::Object(m) => {
+                let (kind, o) = (self.kind, self.opts);
+                let mut out = s.serialize_map(None)?;
+                for (k, child) in m.iter().filter(|(k, _)| !drops(kind, k, o)) {
+                    match child_of(kind, k, child, o) {
+                        Some(Child::Walk(ck)) => {
+                            out.serialize_entry(k, &Pruned { v: child, kind: ck, opts: o })?
+                        }
+                        Some(Child::NoHtml) => out.serialize_entry(k, &Without { v: child, key: "html" })?,
+                        None => out.serialize_entry(k, child)?,
+                    }
+                }
+                out.end()
+            }
+            other => other.serialize(s),
+        }
+    }
+}
+
+/// An object serialized without one of its members.
+struct Without<'a> {
+    v: &'a Value,
+    key: &'a str,
+}
+
+impl Serialize for Without<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.v {
+            Value::Object(m) => s.collect_map(m.iter().filter(|(k, _)| *k != self.key)),
+            other => other.serialize(s),
         }
     }
 }
@@ -260,7 +334,7 @@ pub fn stream(s: &StreamRow, endpoint: &str) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -279,6 +353,51 @@ mod tests {
         assert!(v["data"]["post"].get("raw").is_some());
         assert!(v["data"]["post"].get("bookmarked_by").is_none());
         assert!(v["data"]["post"]["user"].get("raw").is_none());
+    }
+
+    /// Every kind of object and wrapper `prune` knows, each with every
+    /// optional part.
+    pub(crate) fn everything() -> Value {
+        let user = json!({"id": "1", "raw": {"a": []}, "counts": {"posts": 1},
+            "content": {"text": "x", "html": "<b>", "raw": 1}, "name": "n"});
+        let message = json!({"id": "5", "raw": {}, "content": {"html": "h", "text": "t"}, "user": user});
+        json!({
+            "meta": {"type": "bookmark", "id": "9", "zeta": 1, "another": [1, {"raw": 2}]},
+            "data": {
+                "user": user,
+                "post": {"id": "2", "raw": {"b": []}, "bookmarked_by": [user], "reposted_by": [user],
+                    "counts": {"replies": 0}, "content": {"html": "<p>", "text": "t"}, "user": user,
+                    "repost_of": {"id": "3", "raw": [], "user": user, "content": "not an object"}},
+                "channel": {"id": "4", "raw": [{"x": 1}], "marker": {"id": "5"}, "recent_message": message,
+                    "recent_deleted_message": message, "owner": user, "counts": {"messages": 1},
+                    "content": {"html": "c"}},
+                "message": message,
+                "file": {"id": "6", "raw": {}, "content": {"html": "f"}},
+                "poll": {"id": "7", "raw": {}, "options": [{"text": "o"}], "user": user},
+                "users": [user, user],
+                "data": [{"raw": 1, "user": user}],
+                "content": {"html": "top"},
+                "raw": {"kept": "in a wrapper"},
+                "counts": {"kept": true}
+            }
+        })
+    }
+
+    #[test]
+    fn pruned_serializes_what_prune_leaves() {
+        let v = everything();
+        // Every third option set: each option both on and off, among many
+        // combinations of the others.
+        for b in (0..1u16 << 12).step_by(3) {
+            let o = Opts::from_bits(b);
+            assert_eq!(o.bits(), b);
+            for kind in [Kind::Other, Kind::Post, Kind::User, Kind::Channel] {
+                let mut pruned = v.clone();
+                prune(&mut pruned, kind, &o);
+                let direct = serde_json::to_string(&Pruned { v: &v, kind, opts: &o }).unwrap();
+                assert_eq!(direct, pruned.to_string(), "options {b:#x}, {kind:?}");
+            }
+        }
     }
 
     #[test]
