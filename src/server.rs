@@ -102,12 +102,15 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
         // stalled writes at 2,000 posts/s for up to 60 ms; every 250 ms,
         // those stalls were gone from the bench's latency series), and has
         // the WAL start over when the checkpoints cannot catch up
-        // (`Db::checkpoint_restart`).
+        // (`Db::checkpoint_restart`); it also reserves the blocks the WAL
+        // will grow into (`Db::reserve_wal`).
         threads.push(
             spawn("log-tail".into(), None, move || {
+                let mut wal_len = 0;
                 while !stopping.load(Ordering::Relaxed) {
                     std::thread::park_timeout(Duration::from_millis(250));
                     db.catch_up();
+                    db.reserve_wal(&mut wal_len);
                     match db.checkpoint_passive() {
                         Ok(frames) if frames > crate::storage::WAL_RESTART_FRAMES => {
                             // Sync what the checkpoints copied, and copy what

@@ -290,6 +290,31 @@ impl Db {
         self.read(|c| Ok(c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))?))
     }
 
+    /// Keeps disk blocks reserved past the WAL's end for the next two
+    /// intervals' growth (the growth since the last call, `grown_to`),
+    /// without changing its size or contents, so it is safe beside any
+    /// writer. Until the WAL first starts over every commit grows the file,
+    /// and ext4 allocated blocks on the write path. Alternating runs of the
+    /// bench (whose runs fall mostly in that first cycle): 100 x 2,000/s p99
+    /// 27, 15, 16 ms without, 17.5, 14, 12 ms with a reserve; ingest 3,663
+    /// to 3,689 posts/s without, 3,720 to 3,779 with. A quiet WAL reserves
+    /// nothing. Where the filesystem cannot, nothing changes.
+    pub fn reserve_wal(&self, grown_to: &mut u64) {
+        let wal = format!("{}-wal", self.path.display());
+        // SQLite locks the database and -shm files, never the WAL, so this
+        // descriptor may be closed.
+        let Ok(f) = std::fs::OpenOptions::new().write(true).open(&wal) else { return };
+        let Ok(len) = f.metadata().map(|m| m.len()) else { return };
+        let growth = len.saturating_sub(*grown_to);
+        *grown_to = len;
+        if growth > 0 && len < WAL_KEEP_BYTES as u64 {
+            let flags = rustix::fs::FallocateFlags::KEEP_SIZE;
+            if let Err(e) = rustix::fs::fallocate(&f, flags, len, 2 * growth) {
+                log::debug!("cannot reserve blocks for {wal}: {e}");
+            }
+        }
+    }
+
     /// Writes to disk what checkpoints copied into the database file.
     /// SQLite syncs that file only when a checkpoint copied the whole WAL,
     /// which under steady writes is only `checkpoint_restart`'s: that one
@@ -547,6 +572,35 @@ mod tests {
             Ok(v)
         })
         .unwrap()
+    }
+
+    /// After the WAL grew, blocks for twice that growth are reserved past
+    /// its end, and its size and bytes stay as they were.
+    #[test]
+    fn reserve_wal_reserves_past_the_end_without_changing_the_file() {
+        use std::os::unix::fs::MetadataExt;
+        let (db, dir) = temp_db("reserve");
+        let wal = dir.join("t.db-wal");
+        let mut grown_to = std::fs::metadata(&wal).unwrap().len();
+        for i in 0..200 {
+            db.write(|tx| Ok(users::create(tx, &format!("user{i:03}"), "x")?)).unwrap();
+        }
+        let (before, bytes) = (std::fs::metadata(&wal).unwrap(), std::fs::read(&wal).unwrap());
+        let growth = before.len() - grown_to;
+        assert!(growth > 100 * 1024, "the WAL grew by only {growth} bytes");
+        db.reserve_wal(&mut grown_to);
+        let after = std::fs::metadata(&wal).unwrap();
+        assert_eq!(grown_to, before.len());
+        assert_eq!(after.len(), before.len());
+        assert_eq!(std::fs::read(&wal).unwrap(), bytes);
+        assert!(
+            after.blocks() * 512 >= before.len() + 2 * growth,
+            "{} bytes allocated for a {}-byte WAL that grew by {growth}",
+            after.blocks() * 512,
+            after.len()
+        );
+        drop(db);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// Many threads write at once, so the writer batches them into shared
