@@ -60,7 +60,11 @@ impl ClientConnection {
 
         ClientConnection {
             source,
-            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
+            // spout patch: 16 KiB, not 1 KiB, so that a response's headers
+            // and a body of up to about 16 KiB leave in one write (with
+            // TCP_NODELAY each write is a segment and a wake-up of the
+            // client). See SPOUT-PATCH.md.
+            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(16 * 1024, write_socket)),
             remote_addr,
             next_header_source: first_header,
             no_more_requests: false,
