@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/004_durable_filters.sql"),
     include_str!("../../migrations/005_user_counters.sql"),
     include_str!("../../migrations/006_drop_redundant_index.sql"),
+    include_str!("../../migrations/007_drop_events_by_time.sql"),
 ];
 
 /// The schema version this build writes.
