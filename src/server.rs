@@ -208,15 +208,12 @@ impl ServerHandle {
     }
 }
 
-fn respond(rq: tiny_http::Request, resp: Resp, pretty: bool, close: bool) {
-    let body = resp.encode(pretty);
-    let mut r = tiny_http::Response::from_data(body).with_status_code(resp.status);
-    let content_type = match &resp.raw {
-        Some((ct, _)) => ct.clone(),
-        None => "application/json; charset=utf-8".to_string(),
-    };
+fn respond(rq: tiny_http::Request, mut resp: Resp, pretty: bool, close: bool) {
+    let (status, extra) = (resp.status, std::mem::take(&mut resp.headers));
+    let (content_type, body) = resp.into_body(pretty);
+    let mut r = tiny_http::Response::from_data(body).with_status_code(status);
     let mut headers = vec![("Content-Type".to_string(), content_type)];
-    headers.extend(resp.headers);
+    headers.extend(extra);
     if close {
         headers.push(("Connection".into(), "close".into()));
     }

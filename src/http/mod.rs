@@ -146,13 +146,15 @@ impl Resp {
         self
     }
 
-    /// The bytes to send; indented when the client asked with X-Pretty-Json.
-    pub fn encode(&self, pretty: bool) -> Vec<u8> {
-        if let Some((_, data)) = &self.raw {
-            return data.clone();
+    /// The media type and the bytes to send (a file's content is moved,
+    /// not copied); JSON is indented when the client asked with
+    /// X-Pretty-Json.
+    pub fn into_body(self, pretty: bool) -> (String, Vec<u8>) {
+        if let Some(raw) = self.raw {
+            return raw;
         }
         let r = if pretty { serde_json::to_vec_pretty(&self.body) } else { serde_json::to_vec(&self.body) };
-        r.unwrap_or_else(|_| b"{}".to_vec())
+        ("application/json; charset=utf-8".to_string(), r.unwrap_or_else(|_| b"{}".to_vec()))
     }
 }
 
