@@ -29,17 +29,20 @@ impl RateLimiter {
         RateLimiter { limit, window, windows: Mutex::new(HashMap::new()) }
     }
 
-    pub fn check(&self, key: &str, now: Instant) -> Option<Verdict> {
+    /// Counts one request under the key `key` builds (only when limiting
+    /// is on, so a server without a limit builds none).
+    pub fn check(&self, key: impl FnOnce() -> String, now: Instant) -> Option<Verdict> {
         if self.limit == 0 {
             return None;
         }
+        let key = key();
         let mut m = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() > 100_000 {
             // Forget finished windows so the map stays bounded.
             let w = self.window;
             m.retain(|_, (start, _)| now.duration_since(*start) < w);
         }
-        let e = m.entry(key.to_string()).or_insert((now, 0));
+        let e = m.entry(key).or_insert((now, 0));
         if now.duration_since(e.0) >= self.window {
             *e = (now, 0);
         }
@@ -60,13 +63,17 @@ mod tests {
     fn windows_count_and_reset() {
         let r = RateLimiter::new(2, Duration::from_secs(60));
         let t = Instant::now();
-        assert_eq!(r.check("a", t).unwrap(), Verdict { allowed: true, limit: 2, remaining: 1, reset: 60 });
-        assert!(r.check("a", t).unwrap().allowed);
-        let v = r.check("a", t + Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            r.check(|| "a".into(), t).unwrap(),
+            Verdict { allowed: true, limit: 2, remaining: 1, reset: 60 }
+        );
+        assert!(r.check(|| "a".into(), t).unwrap().allowed);
+        let v = r.check(|| "a".into(), t + Duration::from_secs(10)).unwrap();
         assert!(!v.allowed);
         assert_eq!((v.remaining, v.reset), (0, 50));
-        assert!(r.check("b", t).unwrap().allowed, "keys are separate");
-        assert!(r.check("a", t + Duration::from_secs(61)).unwrap().allowed, "a new window");
-        assert!(RateLimiter::new(0, Duration::from_secs(1)).check("a", t).is_none());
+        assert!(r.check(|| "b".into(), t).unwrap().allowed, "keys are separate");
+        assert!(r.check(|| "a".into(), t + Duration::from_secs(61)).unwrap().allowed, "a new window");
+        let off = RateLimiter::new(0, Duration::from_secs(1));
+        assert!(off.check(|| unreachable!("no key is built when limiting is off"), t).is_none());
     }
 }

@@ -256,10 +256,12 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request, max_body: usize, limiter: &crat
     }
     let mut req = Req::new(rq.method().as_str(), rq.url(), headers, body);
     req.remote = rq.remote_addr().map(|a| a.ip());
-    let key = crate::auth::bearer(&req)
-        .map(|t| format!("t:{t}"))
-        .unwrap_or_else(|| format!("a:{}", req.remote.map(|ip| ip.to_string()).unwrap_or_default()));
-    let verdict = limiter.check(&key, std::time::Instant::now());
+    let key = || {
+        crate::auth::bearer(&req)
+            .map(|t| format!("t:{t}"))
+            .unwrap_or_else(|| format!("a:{}", req.remote.map(|ip| ip.to_string()).unwrap_or_default()))
+    };
+    let verdict = limiter.check(key, std::time::Instant::now());
     let resp = match &verdict {
         Some(v) if !v.allowed => {
             let e = ApiError::new(429, format!("Rate limit exceeded: try again in {} seconds", v.reset));
