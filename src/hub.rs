@@ -1030,48 +1030,63 @@ impl HubState {
         }
     }
 
-    /// Sends a control message to one connection, in order with its events.
-    fn notify(c: &Sub, doc: &serde_json::Value) {
-        let f = control_frame(c.transport, doc);
-        let _ = c.outlet.deliver(&[(f, 0)], || Arc::new(Vec::new()));
+    /// Sends one control document to each of `conns`, in order with their
+    /// events; it is framed once per transport.
+    fn notify_all<'a>(conns: impl Iterator<Item = &'a Sub>, doc: &serde_json::Value) {
+        let mut framed: Vec<(Transport, Bytes)> = Vec::new();
+        for c in conns {
+            let f = match framed.iter().find(|(t, _)| *t == c.transport) {
+                Some((_, f)) => f.clone(),
+                None => {
+                    let f = control_frame(c.transport, doc);
+                    framed.push((c.transport, f.clone()));
+                    f
+                }
+            };
+            let _ = c.outlet.deliver(&[(f, 0)], || Arc::new(Vec::new()));
+        }
     }
 
     fn signal(&mut self, s: Signal) {
         match s {
             Signal::StreamUpdated { stream_id, types, filter_id, filter } => {
+                let names: Vec<&str> = crate::event::ObjType::ALL
+                    .iter()
+                    .filter(|t| types & t.bit() != 0)
+                    .map(|t| t.as_str())
+                    .collect();
+                let mut doc = control(
+                    "stream_updated",
+                    "The stream's object types or filter changed; events from here on follow them",
+                );
+                doc["meta"]["control"]["object_types"] = json!(names);
+                doc["meta"]["control"]["filter_id"] = json!(filter_id.map(|f| f.to_string()));
                 for c in self.conns.iter_mut().filter(|c| c.stream_id == stream_id) {
                     c.types = types;
                     c.filter_id = filter_id;
                     c.filter = filter.clone();
-                    let names: Vec<&str> = crate::event::ObjType::ALL
-                        .iter()
-                        .filter(|t| types & t.bit() != 0)
-                        .map(|t| t.as_str())
-                        .collect();
-                    let mut doc = control(
-                        "stream_updated",
-                        "The stream's object types or filter changed; events from here on follow them",
-                    );
-                    doc["meta"]["control"]["object_types"] = json!(names);
-                    doc["meta"]["control"]["filter_id"] = json!(filter_id.map(|f| f.to_string()));
-                    Self::notify(c, &doc);
                 }
+                Self::notify_all(self.conns.iter().filter(|c| c.stream_id == stream_id), &doc);
             }
             Signal::FilterChanged { filter_id, filter } => {
-                for c in self.conns.iter_mut().filter(|c| c.filter_id == Some(filter_id)) {
-                    let msg = if filter.is_some() {
-                        "The stream's filter changed; events from here on follow it"
-                    } else {
-                        "The stream's filter was deleted; events are no longer filtered"
-                    };
-                    c.filter = filter.clone();
-                    if filter.is_none() {
-                        c.filter_id = None;
+                // Streams keep the filter (changed) or lose it (deleted).
+                let (msg, kept) = match filter {
+                    Some(_) => {
+                        ("The stream's filter changed; events from here on follow it", Some(filter_id))
                     }
-                    let mut doc = control("stream_updated", msg);
-                    doc["meta"]["control"]["filter_id"] = json!(c.filter_id.map(|f| f.to_string()));
-                    Self::notify(c, &doc);
+                    None => ("The stream's filter was deleted; events are no longer filtered", None),
+                };
+                let mut doc = control("stream_updated", msg);
+                doc["meta"]["control"]["filter_id"] = json!(kept.map(|f| f.to_string()));
+                let mut told = Vec::new();
+                for (i, c) in
+                    self.conns.iter_mut().enumerate().filter(|(_, c)| c.filter_id == Some(filter_id))
+                {
+                    c.filter = filter.clone();
+                    c.filter_id = kept;
+                    told.push(i);
                 }
+                Self::notify_all(told.into_iter().map(|i| &self.conns[i]), &doc);
             }
             Signal::StreamDeleted { stream_id } => {
                 for c in self.conns.iter().filter(|c| c.stream_id == stream_id) {
