@@ -867,14 +867,13 @@ pub fn mark_all_read(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let (uid, _) = writer(ctx, req)?;
     let types = unread_types(req)?;
     let counts = ctx.db.write(|tx| {
-        for ch in store::subscribed_channels(tx, uid)? {
-            if types.contains(&ch.kind) {
-                if let Some(newest) = store::channel_stats(tx, ch.id)?.recent_id {
-                    store::set_marker(tx, uid, &format!("channel:{}", ch.id), newest, 0, false)?;
-                }
+        let subscribed = store::subscribed_channels(tx, uid)?;
+        for ch in subscribed.iter().filter(|ch| types.contains(&ch.kind)) {
+            if let Some(newest) = store::channel_stats(tx, ch.id)?.recent_id {
+                store::set_marker(tx, uid, &format!("channel:{}", ch.id), newest, 0, false)?;
             }
         }
-        let all = unread_counts(tx, uid, &store::subscribed_channels(tx, uid)?)?;
+        let all = unread_counts(tx, uid, &subscribed)?;
         Ok(types.iter().map(|t| (t.clone(), all.get(t).cloned().unwrap_or(json!(0)))).collect::<Map<_, _>>())
     })?;
     Ok(Resp::ok(Value::Object(counts)))
