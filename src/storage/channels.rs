@@ -1025,8 +1025,20 @@ pub fn poll_audience(c: &Connection, p: &PollRow) -> rusqlite::Result<Audience> 
     Ok(Audience::Users { users, scopes: vec!["polls".into()] })
 }
 
-/// Writes a `poll` event. `extra` adds meta keys; delete and close also
-/// carry `subscribed_user_ids` (the respondents) and `suppress_notifications`.
+/// Writes a poll's last event, when it closed or was deleted (`flag`, set
+/// true in meta): its meta also names the respondents
+/// (`subscribed_user_ids`) and those of them who muted or blocked `actor`
+/// (`suppress_notifications`).
+pub fn emit_poll_end(tx: &mut Tx, api_url: &str, p: &PollRow, actor: i64, flag: &str) -> ApiResult<()> {
+    let respondents = poll_respondents(tx, p.id)?;
+    let subs: Vec<String> = respondents.iter().map(i64::to_string).collect();
+    let quiet = suppressed(tx, actor, &respondents)?;
+    let mut extra = json!({"subscribed_user_ids": subs, "suppress_notifications": quiet});
+    extra[flag] = json!(true);
+    emit_poll(tx, api_url, p, actor, extra)
+}
+
+/// Writes a `poll` event. `extra` adds meta keys (see `emit_poll_end`).
 pub fn emit_poll(tx: &mut Tx, api_url: &str, p: &PollRow, actor: i64, extra: Value) -> ApiResult<()> {
     let mut meta = json!({"timestamp": now(), "id": p.id.to_string(), "type": "poll"});
     if let (Value::Object(m), Value::Object(e)) = (&mut meta, extra) {
@@ -1053,12 +1065,7 @@ pub fn close_due_polls(db: &Db, api_url: &str) -> ApiResult<usize> {
         for p in &due {
             tx.qexec("UPDATE polls SET is_closed = 1 WHERE id = ?1", [p.id])?;
             let closed = PollRow { is_closed: true, ..p.clone() };
-            let respondents = poll_respondents(tx, p.id)?;
-            let subs: Vec<String> = respondents.iter().map(i64::to_string).collect();
-            let quiet = suppressed(tx, p.user_id, &respondents)?;
-            let extra =
-                json!({"is_closed": true, "subscribed_user_ids": subs, "suppress_notifications": quiet});
-            emit_poll(tx, api_url, &closed, p.user_id, extra)?;
+            emit_poll_end(tx, api_url, &closed, p.user_id, "is_closed")?;
         }
         Ok(due.len())
     })

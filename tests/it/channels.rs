@@ -772,6 +772,44 @@ fn polls_answer_and_close_by_time_once() {
     w.sentinel(&w.bob, &mut b);
 }
 
+/// Deleting a poll: only its owner may; the last event names it deleted,
+/// its respondents, and those of them who muted the owner.
+#[test]
+fn poll_delete_tells_its_respondents() {
+    let w = world();
+    let mut a = w.stream(&w.ta);
+    let r = w.s.json(
+        "POST",
+        "/v1/polls",
+        Some(&w.alice),
+        json!({"type": "com.example.poll", "prompt": "?", "is_public": true, "options": ["a", "b"], "duration": 600}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let pid = r.body["data"]["id"].as_str().unwrap().to_string();
+    assert_eq!(next_ev(&mut a)["meta"]["type"], "poll");
+    for (token, pos) in [(&w.bob, 1), (&w.carol, 2)] {
+        let r =
+            w.s.json("PUT", &format!("/v1/polls/{pid}/response"), Some(token), json!({"positions": [pos]}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(next_ev(&mut a)["meta"]["type"], "poll");
+    }
+    let bob = w.ids[1].clone();
+    let r = w.s.call("PUT", &format!("/v1/users/{}/mute", w.ids[0]), Some(&w.bob), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_error(&w.s.call("DELETE", &format!("/v1/polls/{pid}"), Some(&w.bob), None), 403, "owner");
+    let r = w.s.call("DELETE", &format!("/v1/polls/{pid}"), Some(&w.alice), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["data"]["is_deleted"], true, "{}", r.body);
+    let ev = next_ev(&mut a);
+    assert_eq!(ev["meta"]["type"], "poll", "{ev}");
+    assert_eq!(ev["meta"]["id"], pid.as_str());
+    assert_eq!(ev["meta"]["is_deleted"], true);
+    assert!(ev["meta"].get("is_closed").is_none(), "{ev}");
+    assert_eq!(ev["meta"]["subscribed_user_ids"], json!([bob, w.ids[2]]));
+    assert_eq!(ev["meta"]["suppress_notifications"], json!([bob]));
+    w.sentinel(&w.alice, &mut a);
+}
+
 /// An ISO 8601 time `secs` from now.
 fn chrono_in(secs: i64) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;

@@ -308,11 +308,7 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         }
         store::delete_poll(tx, poll.id)?;
         let gone = PollRow { is_deleted: true, ..poll };
-        let respondents = store::poll_respondents(tx, gone.id)?;
-        let subs: Vec<String> = respondents.iter().map(i64::to_string).collect();
-        let quiet = store::suppressed(tx, uid, &respondents)?;
-        let extra = json!({"is_deleted": true, "subscribed_user_ids": subs, "suppress_notifications": quiet});
-        store::emit_poll(tx, &ctx.api_url, &gone, uid, extra)?;
+        store::emit_poll_end(tx, &ctx.api_url, &gone, uid, "is_deleted")?;
         value(tx, ctx, &gone, uid, &Opts::from_req(req))
     })?;
     Ok(Resp::ok(v))
