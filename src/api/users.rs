@@ -15,29 +15,25 @@ use serde_json::{json, Map, Value};
 /// The full user object (raw, html, counts all included; callers prune).
 /// `viewer` adds the relationship flags.
 pub fn user_value(c: &Connection, api_url: &str, u: &UserRow, viewer: Option<i64>) -> ApiResult<Value> {
-    let content = crate::text::content(&u.description, |name| {
-        users::by_username(c, name).ok().flatten().map(|m| (m.id, m.username))
-    });
-    let counts = users::counts(c, u.id)?;
-    if viewer == Some(u.id) {
-        let mut v = model::user(u, content, counts, api_url, None);
-        as_own_profile(&mut v);
-        return Ok(v);
-    }
-    let rel = match viewer {
-        Some(v) => {
-            let r = crate::storage::posts::relation(c, v, u.id)?;
-            Some(Relation {
-                follows_you: r.follows_you,
-                you_follow: r.you_follow,
-                you_muted: r.you_muted,
-                you_blocked: r.you_blocked,
-                you_can_follow: !r.you_blocked && !r.blocked_you,
-            })
+    let mut v = crate::storage::channels::user_json(c, api_url, u)?;
+    match viewer {
+        Some(me) if me == u.id => as_own_profile(&mut v),
+        Some(me) => {
+            let r = crate::storage::posts::relation(c, me, u.id)?;
+            model::set_relation(
+                &mut v,
+                Relation {
+                    follows_you: r.follows_you,
+                    you_follow: r.you_follow,
+                    you_muted: r.you_muted,
+                    you_blocked: r.you_blocked,
+                    you_can_follow: !r.you_blocked && !r.blocked_you,
+                },
+            );
         }
-        None => None,
-    };
-    Ok(model::user(u, content, counts, api_url, rel))
+        None => {}
+    }
+    Ok(v)
 }
 
 /// A user object (rendered for nobody) as that user reads it: the flags
