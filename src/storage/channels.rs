@@ -517,7 +517,13 @@ pub fn channel_stats(c: &Connection, cid: i64) -> rusqlite::Result<ChannelStats>
 /// message by someone else above the user's `channel:{id}` marker (or any
 /// such message without a marker).
 pub fn has_unread(c: &Connection, cid: i64, uid: i64) -> rusqlite::Result<bool> {
-    let last = marker(c, uid, &format!("channel:{cid}"))?.map(|m| m.last_read_id).unwrap_or(0);
+    let m = marker(c, uid, &format!("channel:{cid}"))?;
+    has_unread_after(c, cid, uid, m.map(|m| m.last_read_id).unwrap_or(0))
+}
+
+/// `has_unread` for a caller that already read the marker (`last`: its
+/// `last_read_id`, 0 without one).
+pub fn has_unread_after(c: &Connection, cid: i64, uid: i64, last: i64) -> rusqlite::Result<bool> {
     c.qrow(
         "SELECT EXISTS(SELECT 1 FROM messages WHERE channel_id = ?1 AND id > ?2 AND is_deleted = 0 AND user_id != ?3)",
         params![cid, last, uid],

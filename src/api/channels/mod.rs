@@ -323,8 +323,17 @@ pub fn channel_value(
     }
     if let Some(rid) = st.recent_id {
         v["recent_message_id"] = json!(rid.to_string());
-        if let Some(m) = store::message(c, rid)? {
-            v["recent_message"] = messages::message_value(c, api_url, &m)?;
+        // The newest message is the most recent live one unless deleted.
+        let fetched;
+        let recent = match &st.newest {
+            Some(n) if n.id == rid => Some(n),
+            _ => {
+                fetched = store::message(c, rid)?;
+                fetched.as_ref()
+            }
+        };
+        if let Some(m) = recent {
+            v["recent_message"] = messages::message_value(c, api_url, m)?;
         }
     }
     if let Some(newest) = st.newest.filter(|m| m.is_deleted) {
@@ -332,10 +341,12 @@ pub fn channel_value(
         v["recent_deleted_message"] = messages::message_value(c, api_url, &newest)?;
     }
     if let Some(u) = viewer {
-        v["has_unread"] = json!(store::has_unread(c, ch.id, u)?);
+        let marker = store::marker(c, u, &format!("channel:{}", ch.id))?;
+        let last_read = marker.as_ref().map(|m| m.last_read_id).unwrap_or(0);
+        v["has_unread"] = json!(store::has_unread_after(c, ch.id, u, last_read)?);
         v["you_subscribed"] = json!(store::is_subscribed(c, ch.id, u)?);
         v["you_muted"] = json!(store::is_muted(c, ch.id, u)?);
-        if let Some(m) = store::marker(c, u, &format!("channel:{}", ch.id))? {
+        if let Some(m) = marker {
             v["marker"] = marker_value(&m);
         }
     }
