@@ -269,11 +269,18 @@ fn suppressed_among(c: &Connection, notified: &[i64], author: i64) -> ApiResult<
     Ok(ids.into_iter().map(|i| json!(i.to_string())).collect())
 }
 
+/// The post as events carry it: rendered for nobody, with everything
+/// (`bookmarked_by` and `reposted_by` included; connections prune).
+fn event_post(c: &Connection, api_url: &str, p: &PostRow) -> ApiResult<Value> {
+    let mut v = post_value(c, api_url, p, None)?;
+    add_actors(c, api_url, &mut v, p, true, true)?;
+    Ok(v)
+}
+
 /// Writes the `post` event for `p` as it is now; `extra` adds meta keys
 /// (`is_deleted`, `revision`).
 fn emit_post(tx: &mut Tx, api_url: &str, p: &PostRow, extra: Option<(&str, Value)>) -> ApiResult<()> {
-    let mut data = post_value(tx, api_url, p, None)?;
-    add_actors(tx, api_url, &mut data, p, true, true)?;
+    let data = event_post(tx, api_url, p)?;
     let suppress = suppressed(tx, p)?;
     emit_post_data(tx, p, data, suppress, extra)
 }
@@ -645,8 +652,7 @@ pub fn unrepost(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 /// Writes the `bookmark` event `{user, post}`.
 fn emit_bookmark(tx: &mut Tx, api_url: &str, uid: i64, post: &PostRow, deleted: bool) -> ApiResult<()> {
     let user = users::by_id(tx, uid)?.ok_or_else(ApiError::internal)?;
-    let mut pv = post_value(tx, api_url, post, None)?;
-    add_actors(tx, api_url, &mut pv, post, true, true)?;
+    let pv = event_post(tx, api_url, post)?;
     let data = crate::util::obj([("user", user_value(tx, api_url, &user, None)?), ("post", pv)]);
     let suppress: Vec<Value> = store::muted_or_blocked_by(tx, &[post.user_id], uid)?
         .into_iter()
