@@ -61,8 +61,9 @@ pub struct NewPost<'a> {
     pub raw: &'a Value,
 }
 
-/// Inserts a post; a root post's thread is its own id.
-pub fn insert(c: &Connection, p: &NewPost) -> rusqlite::Result<i64> {
+/// Inserts a post (a root post's thread is its own id) and returns its row
+/// as a read would.
+pub fn insert(c: &Connection, p: &NewPost) -> rusqlite::Result<PostRow> {
     // The id SQLite would pick (the largest plus one), chosen here so that a
     // new thread's root names itself as its thread in the same insert: an
     // update afterwards rewrote the row and moved its posts_by_thread entry,
@@ -85,7 +86,20 @@ pub fn insert(c: &Connection, p: &NewPost) -> rusqlite::Result<i64> {
             p.raw.to_string()
         ],
     )?;
-    Ok(id)
+    Ok(PostRow {
+        id,
+        user_id: p.user_id,
+        app_id: p.app_id,
+        created_at: p.created_at,
+        thread_id: p.thread_id.unwrap_or(id),
+        reply_to: p.reply_to,
+        repost_of: p.repost_of,
+        content: p.content.clone(),
+        is_nsfw: p.is_nsfw,
+        raw: p.raw.clone(),
+        revision: 0,
+        is_deleted: false,
+    })
 }
 
 pub fn set_mentions(c: &Connection, post_id: i64, users: &[i64]) -> rusqlite::Result<()> {
@@ -555,6 +569,33 @@ mod tests {
             },
         )
         .unwrap()
+        .id
+    }
+
+    /// The row `insert` returns is the row a read returns, for a root post
+    /// and for a reply.
+    #[test]
+    fn insert_returns_the_stored_row() {
+        let c = db();
+        let (content, raw) =
+            (serde_json::json!({"text": "hi", "entities": {}}), serde_json::json!({"a": [1]}));
+        let root = post(&c, 1);
+        let new = NewPost {
+            user_id: 1,
+            app_id: 1,
+            created_at: 42,
+            thread_id: Some(root),
+            reply_to: Some(root),
+            repost_of: None,
+            content: &content,
+            is_nsfw: true,
+            raw: &raw,
+        };
+        let row = insert(&c, &new).unwrap();
+        assert_eq!(by_id(&c, row.id).unwrap(), Some(row));
+        let root_row = insert(&c, &NewPost { thread_id: None, reply_to: None, ..new }).unwrap();
+        assert_eq!(root_row.thread_id, root_row.id);
+        assert_eq!(by_id(&c, root_row.id).unwrap(), Some(root_row));
     }
 
     fn ids(p: &Page) -> Vec<i64> {

@@ -457,7 +457,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         };
         let content = content_of(tx, &text);
         let (mentions, tags, _) = entities(&content);
-        let id = store::insert(
+        let row = store::insert(
             tx,
             &NewPost {
                 user_id: uid,
@@ -471,9 +471,8 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
                 raw: &raw,
             },
         )?;
-        store::set_mentions(tx, id, &mentions)?;
-        store::set_tags(tx, id, &tags)?;
-        let row = store::by_id(tx, id)?.ok_or_else(ApiError::internal)?;
+        store::set_mentions(tx, row.id, &mentions)?;
+        store::set_tags(tx, row.id, &tags)?;
         let mut notified = mentions;
         notified.extend(parent.as_ref().map(|p| p.user_id));
         emit_new_post(tx, &ctx.api_url, &row, &notified)
@@ -609,7 +608,7 @@ pub fn repost(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         let created = store::live_repost_by(tx, id, uid)?.is_none();
         if created {
             let none = json!({});
-            let rid = store::insert(
+            let rp = store::insert(
                 tx,
                 &NewPost {
                     user_id: uid,
@@ -623,7 +622,6 @@ pub fn repost(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
                     raw: &none,
                 },
             )?;
-            let rp = store::by_id(tx, rid)?.ok_or_else(ApiError::internal)?;
             emit_post(tx, &ctx.api_url, &rp, None)?;
         }
         Ok((created, view.render(tx, &ctx.api_url, &target)?))
