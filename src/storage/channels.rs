@@ -42,14 +42,8 @@ impl Page {
     }
 
     /// Trims the extra row, puts newest first; returns whether there is more.
-    fn finish<T>(&self, mut rows: Vec<T>) -> (Vec<T>, bool) {
-        let n = self.count.unsigned_abs() as usize;
-        let more = rows.len() > n;
-        rows.truncate(n);
-        if self.count < 0 {
-            rows.reverse();
-        }
-        (rows, more)
+    fn finish<T>(&self, rows: Vec<T>) -> (Vec<T>, bool) {
+        super::trim_page(rows, self.count)
     }
 }
 

@@ -41,6 +41,19 @@ pub const WAL_RESTART_FRAMES: i64 = 64 * 1024;
 /// reused rather than grown (growing it had ext4 zero every new block).
 const WAL_KEEP_BYTES: i64 = WAL_RESTART_FRAMES * 4096;
 
+/// A page read with one row more than `count` asks for (`count` < 0: the
+/// oldest first, read ascending): drops the extra row, puts the page in the
+/// order asked for, and says whether there was more.
+pub(crate) fn trim_page<T>(mut rows: Vec<T>, count: i64) -> (Vec<T>, bool) {
+    let n = count.unsigned_abs() as usize;
+    let more = rows.len() > n;
+    rows.truncate(n);
+    if count < 0 {
+        rows.reverse();
+    }
+    (rows, more)
+}
+
 /// Most writes one transaction (group commit) takes.
 const MAX_BATCH: usize = 64;
 

@@ -366,12 +366,7 @@ fn paged(c: &Connection, inner: &str, mut args: Vec<Sql>, p: &PageReq) -> rusqli
     let rows = st.query_map(params_from_iter(args), |r| {
         Ok(Item { pid: r.get(0)?, oid: r.get(1)?, extra: r.get(2)? })
     })?;
-    let mut items: Vec<Item> = rows.collect::<rusqlite::Result<_>>()?;
-    let more = items.len() as i64 > n;
-    items.truncate(n as usize);
-    if p.count < 0 {
-        items.reverse();
-    }
+    let (items, more) = super::trim_page(rows.collect::<rusqlite::Result<_>>()?, p.count);
     Ok(Page { items, more })
 }
 
