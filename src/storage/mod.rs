@@ -159,9 +159,15 @@ impl<'a> std::ops::Deref for Tx<'a> {
 impl Tx<'_> {
     /// Writes the event row in this transaction; it is published after commit.
     pub fn emit(&mut self, e: NewEvent) -> ApiResult<()> {
-        let ev = events::insert(self.conn, e)?;
-        self.out.push(Outbox::Event(Arc::new(ev)));
-        Ok(())
+        self.emit_shared(e).map(|_| ())
+    }
+
+    /// `emit`, returning the event as the hub will get it (the caller can
+    /// take its answer from it after the transaction, off the writer thread).
+    pub fn emit_shared(&mut self, e: NewEvent) -> ApiResult<Arc<Event>> {
+        let ev = Arc::new(events::insert(self.conn, e)?);
+        self.out.push(Outbox::Event(ev.clone()));
+        Ok(ev)
     }
 
     /// A hub signal published after commit, ordered with the events.

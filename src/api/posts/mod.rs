@@ -9,7 +9,7 @@ use super::users::{as_own_profile, find_user, merge_raw, user_value};
 use super::{parse_id, Ctx, Route};
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
-use crate::event::{Audience, NewEvent, ObjType};
+use crate::event::{Audience, Event, NewEvent, ObjType};
 use crate::http::{Req, Resp};
 use crate::model::{self, prune, Kind, Opts};
 use crate::storage::posts::{self as store, NewPost, Page, PageReq, PostList, PostRow};
@@ -17,6 +17,7 @@ use crate::storage::{apps, users, Tx};
 use crate::util::{iso8601, now};
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 /// Routes of this module (tried after the core table). Literal paths come
 /// before `{}` ones.
@@ -282,20 +283,19 @@ fn event_post(c: &Connection, api_url: &str, p: &PostRow) -> ApiResult<Value> {
 fn emit_post(tx: &mut Tx, api_url: &str, p: &PostRow, extra: Option<(&str, Value)>) -> ApiResult<()> {
     let data = event_post(tx, api_url, p)?;
     let suppress = suppressed(tx, p)?;
-    emit_post_data(tx, p, data, suppress, extra)
+    emit_post_data(tx, p, data, suppress, extra).map(|_| ())
 }
 
 /// Writes the `post` event for `p`, just created (not a repost), and
-/// returns the post object it carries. Nobody can have bookmarked, reposted
+/// returns the event (its data is the caller's answer). Nobody can have bookmarked, reposted
 /// or replied to it yet, so that takes no query; `notified` (its mentions and
 /// the author of the post it replies to) is known to the caller.
-fn emit_new_post(tx: &mut Tx, api_url: &str, p: &PostRow, notified: &[i64]) -> ApiResult<Value> {
+fn emit_new_post(tx: &mut Tx, api_url: &str, p: &PostRow, notified: &[i64]) -> ApiResult<Arc<Event>> {
     let mut data = post_value_of(tx, api_url, p, None, true)?;
     data["bookmarked_by"] = json!([]);
     data["reposted_by"] = json!([]);
     let suppress = suppressed_among(tx, notified, p.user_id)?;
-    emit_post_data(tx, p, data.clone(), suppress, None)?;
-    Ok(data)
+    emit_post_data(tx, p, data, suppress, None)
 }
 
 /// A post its author just created, as the author reads it, from the
@@ -314,7 +314,7 @@ fn emit_post_data(
     data: Value,
     suppress: Vec<Value>,
     extra: Option<(&str, Value)>,
-) -> ApiResult<()> {
+) -> ApiResult<Arc<Event>> {
     let mut meta = json!({
         "timestamp": now(),
         "id": p.id.to_string(),
@@ -324,7 +324,7 @@ fn emit_post_data(
     if let Some((k, v)) = extra {
         meta[k] = v;
     }
-    tx.emit(NewEvent {
+    tx.emit_shared(NewEvent {
         kind: ObjType::Post,
         audience: Audience::Public,
         auth: None,
@@ -441,7 +441,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let is_nsfw = body_bool(&body, "is_nsfw")?;
     let raw = body_raw(&body)?;
     let view = View::new(req, Some(uid));
-    let data = ctx.db.write(|tx| {
+    let ev = ctx.db.write(|tx| {
         let parent = match reply_to {
             Some(r) => match store::by_id(tx, r)? {
                 Some(p) if !p.is_deleted => Some(p),
@@ -478,8 +478,9 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         emit_new_post(tx, &ctx.api_url, &row, &notified)
     })?;
     // The answer is the event's rendering plus the author's own flags: no
-    // second rendering, and none of it on the single writer's thread.
-    Ok(Resp::data(201, view.post(own_new_post(data))))
+    // second rendering, and none of it (not even the copy) on the single
+    // writer's thread.
+    Ok(Resp::data(201, view.post(own_new_post(ev.envelope["data"][0].clone()))))
 }
 
 pub fn get_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
