@@ -363,13 +363,17 @@ impl Db {
     /// here after `sync_file`, 70-100 ms without), hence only past
     /// `WAL_RESTART_FRAMES`.
     pub fn checkpoint_restart(&self) -> ApiResult<()> {
-        self.plain(|w| w.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())))??;
-        Ok(())
+        self.writer_checkpoint("PRAGMA wal_checkpoint(PASSIVE)")
     }
 
     /// Copies the WAL into the database file and truncates it (shutdown).
     pub fn checkpoint(&self) -> ApiResult<()> {
-        self.plain(|w| w.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))??;
+        self.writer_checkpoint("PRAGMA wal_checkpoint(TRUNCATE)")
+    }
+
+    /// Runs a checkpoint `pragma` on the writer thread, between transactions.
+    fn writer_checkpoint(&self, pragma: &'static str) -> ApiResult<()> {
+        self.plain(move |w| w.conn.query_row(pragma, [], |_| Ok(())))??;
         Ok(())
     }
 
