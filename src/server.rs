@@ -114,7 +114,7 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
                     db.catch_up();
                     db.reserve_wal(&mut wal_len);
                     match db.checkpoint_passive() {
-                        Ok(frames) if frames > crate::storage::WAL_RESTART_FRAMES => {
+                        Ok(frames) if frames > db.wal_restart_frames() => {
                             // Sync what the checkpoints copied, and copy what
                             // came meanwhile, so that the restart, which
                             // pauses writes, has little of either left.

@@ -30,24 +30,32 @@ use std::time::Duration;
 /// block for long.
 pub type Sink = Box<dyn Fn(Vec<Outbox>) + Send + Sync>;
 
-/// When the WAL holds more frames than this (256 MiB of 4 KiB pages), the
-/// server has it start over (`Db::checkpoint_restart`). Each restart
-/// pauses writes for 5-10 ms here (its last pages and syncs), so it is
-/// rare: every 3-4 s under the bench's sustained 3,500 posts/s, every 30 s
-/// at 200 posts/s.
-pub const WAL_RESTART_FRAMES: i64 = 64 * 1024;
+/// When the WAL holds more than this many bytes, the server has it start
+/// over (`Db::checkpoint_restart`). Each restart pauses writes for 5-10 ms
+/// here (its last pages and syncs), so it is rare: at 2,000 posts/s (5.6
+/// KiB of WAL per post with 1 KiB pages) about every 23 s.
+pub const WAL_RESTART_BYTES: i64 = 256 << 20;
 
 /// The WAL file is truncated to this size when it starts over, so it is
 /// reused rather than grown (growing it had ext4 zero every new block).
-/// It must exceed what the WAL holds when it restarts: a frame is a page
-/// plus a 24-byte header, and writes go on while the restart is prepared.
-/// At 64 Ki x 4 KiB (less than the WAL's size at the restart) every restart
-/// truncated it, a 7.6 ms `ftruncate` on the writer thread while writes
-/// waited (perf trace, 100 x 2,000 posts/s), and the WAL then grew again.
-const WAL_KEEP_BYTES: i64 = WAL_HEADER + WAL_RESTART_FRAMES * 5 / 4 * WAL_FRAME;
-const WAL_HEADER: i64 = 32;
-const WAL_FRAME: i64 = 24 + 4096;
-const _: () = assert!(WAL_KEEP_BYTES > WAL_HEADER + WAL_RESTART_FRAMES * WAL_FRAME);
+/// It must exceed what the WAL holds when it restarts, as writes go on
+/// while the restart is prepared. When it was less (64 Ki x 4 KiB, while a
+/// frame is a page plus a 24-byte header), every restart truncated the
+/// WAL: a 7.6 ms `ftruncate` on the writer thread while writes waited
+/// (perf trace, 100 x 2,000 posts/s), and the WAL then grew again.
+const WAL_KEEP_BYTES: i64 = WAL_RESTART_BYTES / 4 * 5;
+
+/// Each WAL frame is a page after a header of this size.
+const WAL_FRAME_HEADER: i64 = 24;
+
+/// The page size of a new database (SQLite's default is 4 KiB; a database
+/// keeps the size it was created with). A commit writes every page it
+/// touched in full to the WAL, and a post touches about five, most of them
+/// the partly filled last page of a table or index. Measured with
+/// `perf trace -s -e pwrite64` on the writer under 100 x 2,000 posts/s: 16.5
+/// KiB of WAL per post with 4 KiB pages, 9.6 with 2 KiB, 5.6 with 1 KiB, so
+/// the checkpoints have a third of the bytes to sync and copy.
+const NEW_PAGE_SIZE: i64 = 1024;
 
 /// A page read with one row more than `count` asks for (`count` < 0: the
 /// oldest first, read ascending): drops the extra row, puts the page in the
@@ -149,6 +157,8 @@ pub struct Db {
     /// closing any descriptor of a file drops every POSIX lock the process
     /// holds on it, SQLite's included.
     file: Mutex<Option<&'static std::fs::File>>,
+    /// `WAL_RESTART_BYTES` in frames of this database's page size.
+    restart_frames: i64,
 }
 
 /// A write's view of the transaction, plus the outbox items it produces.
@@ -190,6 +200,8 @@ fn open_conn(path: &Path, sync_full: bool) -> rusqlite::Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    // Takes effect only while the file is still empty (before WAL mode).
+    conn.pragma_update(None, "page_size", NEW_PAGE_SIZE)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", if sync_full { "FULL" } else { "NORMAL" })?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -211,6 +223,9 @@ impl Db {
         // A WAL that once grew is cut back to this size when it restarts.
         conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES).map_err(|e| e.to_string())?;
         let published = events::max_seq(&conn).map_err(|e| e.to_string())?;
+        let page_size: i64 =
+            conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+        let restart_frames = WAL_RESTART_BYTES / (page_size + WAL_FRAME_HEADER);
         let sink = Arc::new(OnceLock::new());
         let writer = Writer { conn, published, sink: sink.clone() };
         // Unbounded: every sender waits for its own job, so at most one job
@@ -225,7 +240,14 @@ impl Db {
             readers: Mutex::new(Vec::new()),
             sink,
             file: Mutex::new(None),
+            restart_frames,
         })
+    }
+
+    /// How many WAL frames make `WAL_RESTART_BYTES` (the log-tail thread
+    /// restarts the WAL past it).
+    pub fn wal_restart_frames(&self) -> i64 {
+        self.restart_frames
     }
 
     /// Installs where committed events go. Only the first call counts.
@@ -369,7 +391,7 @@ impl Db {
     /// between transactions, copies the last frames, and the next commit
     /// restarts the WAL. It pauses writes while it copies and syncs (5-10 ms
     /// here after `sync_file`, 70-100 ms without), hence only past
-    /// `WAL_RESTART_FRAMES`.
+    /// `WAL_RESTART_BYTES`.
     pub fn checkpoint_restart(&self) -> ApiResult<()> {
         self.writer_checkpoint("PRAGMA wal_checkpoint(PASSIVE)")
     }
@@ -603,6 +625,26 @@ mod tests {
             Ok(v)
         })
         .unwrap()
+    }
+
+    /// A new database gets small pages; one created with SQLite's default
+    /// keeps its own. The WAL restart point is the same byte budget in
+    /// either's frames.
+    #[test]
+    fn new_databases_get_small_pages_and_old_ones_keep_theirs() {
+        let (db, dir) = temp_db("pages");
+        let size =
+            |d: &Db| d.read(|c| Ok(c.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))?)).unwrap();
+        assert_eq!(size(&db), 1024);
+        assert_eq!(db.wal_restart_frames(), (256 << 20) / (1024 + 24));
+        drop(db);
+        let old = dir.join("old.db");
+        rusqlite::Connection::open(&old).unwrap().execute_batch("CREATE TABLE x (y)").unwrap();
+        let db = Db::open(&old, false).unwrap();
+        assert_eq!(size(&db), 4096);
+        assert_eq!(db.wal_restart_frames(), (256 << 20) / (4096 + 24));
+        drop(db);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// After the WAL grew, blocks for twice that growth are reserved past
