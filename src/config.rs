@@ -84,7 +84,7 @@ pub const FLAGS: &[Flag] = &[
         name: "--http-threads",
         env: "SPOUT_HTTP_THREADS",
         default: "8",
-        help: "threads answering REST requests",
+        help: "REST requests handled at once (each on its connection's own thread)",
     },
     Flag {
         name: "--keepalive-secs",

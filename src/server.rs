@@ -12,9 +12,9 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Starts a named thread (every thread in spout goes through here).
 pub fn spawn<F: FnOnce() + Send + 'static>(
@@ -33,7 +33,9 @@ pub fn spawn<F: FnOnce() + Send + 'static>(
 pub struct ServerHandle {
     pub api_addr: SocketAddr,
     pub stream_addr: SocketAddr,
-    http: Arc<tiny_http::Server>,
+    /// Held for its lifetime: dropping it stops the API listener.
+    _http: tiny_http::Server,
+    gate: Arc<Gate>,
     stopping: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     pub hub: Hub,
@@ -43,10 +45,9 @@ pub struct ServerHandle {
 /// Opens the database, binds both listeners and starts serving.
 pub fn start(cfg: Config) -> Result<ServerHandle, String> {
     let db = Arc::new(Db::open(&cfg.db, cfg.sync_full)?);
-    let http = tiny_http::Server::http(cfg.api_addr)
+    let api_listener = TcpListener::bind(cfg.api_addr)
         .map_err(|e| format!("cannot listen on {} (--api-addr): {e}", cfg.api_addr))?;
-    let api_addr =
-        http.server_addr().to_ip().ok_or_else(|| "the API listener has no IP address".to_string())?;
+    let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
     let stream_listener = TcpListener::bind(cfg.stream_addr)
         .map_err(|e| format!("cannot listen on {} (--stream-addr): {e}", cfg.stream_addr))?;
     let stream_addr = stream_listener.local_addr().map_err(|e| e.to_string())?;
@@ -79,20 +80,28 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
     let sink_hub = hub.clone();
     db.set_sink(Box::new(move |items| sink_hub.publish(items)));
 
-    let http = Arc::new(http);
     let stopping = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     let limiter = Arc::new(crate::ratelimit::RateLimiter::new(cfg.rate_limit, cfg.rate_window));
-    for i in 0..cfg.http_threads {
-        let (http, ctx, max_body, limiter) = (http.clone(), ctx.clone(), cfg.max_body, limiter.clone());
-        let t = spawn(format!("api-{i}"), None, move || {
-            while let Ok(rq) = http.recv() {
-                handle(&ctx, rq, max_body, &limiter);
+    let gate = Arc::new(Gate::new(cfg.http_threads));
+    // Each request is handled on the thread that read it from its
+    // connection (vendored tiny_http, patch 5), not handed to a pool: one
+    // thread wake-up less per request. Alternating runs of fanout --conns 100
+    // --rate 2000 --secs 10 --writers 16: p99 4.9/4.0/4.4 ms with the pool,
+    // 4.0/3.9/3.9 without; ingest unchanged.
+    let handler: tiny_http::Handler = {
+        let (ctx, max_body, gate, stopping) = (ctx.clone(), cfg.max_body, gate.clone(), stopping.clone());
+        Arc::new(move |rq| {
+            if stopping.load(Ordering::SeqCst) {
+                let e = ApiError::new(503, "The server is shutting down");
+                return respond(rq, Resp::error(&e), false, true);
             }
+            let _pass = gate.enter();
+            handle(&ctx, rq, max_body, &limiter);
         })
-        .map_err(|e| e.to_string())?;
-        threads.push(t);
-    }
+    };
+    let http = tiny_http::Server::from_listener_with_handler(api_listener, handler)
+        .map_err(|e| format!("cannot serve on {api_addr} (--api-addr): {e}"))?;
     {
         let (db, stopping) = (db.clone(), stopping.clone());
         // Events written by `spout admin` in another process reach the hub
@@ -161,16 +170,13 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
         &cfg,
         stopping.clone(),
     )?);
-    Ok(ServerHandle { api_addr, stream_addr, http, stopping, threads, hub, db })
+    Ok(ServerHandle { api_addr, stream_addr, _http: http, gate, stopping, threads, hub, db })
 }
 
 impl ServerHandle {
     /// Stops accepting and wakes every thread; `join` waits for them.
     pub fn shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        for _ in 0..64 {
-            self.http.unblock();
-        }
         self.hub.shutdown();
         // Wake the stream listener's accept with a connection to itself.
         let _ = std::net::TcpStream::connect_timeout(&self.stream_addr, Duration::from_millis(200));
@@ -190,10 +196,13 @@ impl ServerHandle {
     /// closing connections finish (at most `grace`), save cursors,
     /// checkpoint the WAL.
     pub fn stop(self, grace: Duration) {
-        let deadline = std::time::Instant::now() + grace;
+        let deadline = Instant::now() + grace;
         self.shutdown();
         let db = self.db.clone();
-        while transport::LIVE_THREADS.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        if !self.gate.idle_by(deadline) {
+            log::warn!("API requests still running at the end of the grace period");
+        }
+        while transport::LIVE_THREADS.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         let left = transport::LIVE_THREADS.load(Ordering::SeqCst);
@@ -204,6 +213,71 @@ impl ServerHandle {
         match db.checkpoint() {
             Ok(()) => log::info!("database checkpointed; bye"),
             Err(e) => log::warn!("WAL checkpoint failed: {}", e.message),
+        }
+    }
+}
+
+/// Bounds how many API requests are handled at once (`--http-threads`: a
+/// password check alone holds argon2's 19 MiB), and tells a graceful stop
+/// when none is left.
+struct Gate {
+    state: Mutex<GateState>,
+    cv: Condvar,
+    max: usize,
+}
+
+#[derive(Default)]
+struct GateState {
+    busy: usize,
+    waiting: usize,
+}
+
+/// One request's place in the `Gate`, given back on drop.
+struct Pass<'a>(&'a Gate);
+
+impl Gate {
+    fn new(max: usize) -> Gate {
+        Gate { state: Mutex::new(GateState::default()), cv: Condvar::new(), max: max.max(1) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for a free place.
+    fn enter(&self) -> Pass<'_> {
+        let mut g = self.lock();
+        while g.busy >= self.max {
+            g.waiting += 1;
+            g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+            g.waiting -= 1;
+        }
+        g.busy += 1;
+        Pass(self)
+    }
+
+    /// Waits until no request is being handled, or `deadline`; says which.
+    fn idle_by(&self, deadline: Instant) -> bool {
+        let mut g = self.lock();
+        while g.busy > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            g.waiting += 1;
+            g = self.cv.wait_timeout(g, left).unwrap_or_else(|p| p.into_inner()).0;
+            g.waiting -= 1;
+        }
+        true
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        let mut g = self.0.lock();
+        g.busy -= 1;
+        if g.waiting > 0 {
+            self.0.cv.notify_all();
         }
     }
 }
@@ -284,4 +358,66 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request, max_body: usize, limiter: &crat
     let status = resp.status;
     respond(rq, resp, pretty, false);
     log::debug!("{} {} -> {status}", req.method, req.path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A full gate holds the next request until a place is given back, and
+    /// a graceful stop learns when none is left.
+    #[test]
+    fn the_gate_bounds_requests_and_tells_when_none_is_left() {
+        let gate = Arc::new(Gate::new(1));
+        let first = gate.enter();
+        let g = gate.clone();
+        let second = std::thread::spawn(move || {
+            let _pass = g.enter();
+        });
+        while gate.lock().waiting == 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(gate.lock().busy, 1, "the second request got in past the limit");
+        assert!(!gate.idle_by(Instant::now() + Duration::from_millis(10)));
+        drop(first);
+        second.join().unwrap();
+        assert!(gate.idle_by(Instant::now() + Duration::from_secs(5)));
+        assert_eq!(gate.lock().busy, 0);
+    }
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: spout\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// Once a stop began, a request gets a 503 in the pnut envelope and the
+    /// connection closes, rather than waiting or vanishing.
+    #[test]
+    fn requests_during_a_stop_get_503() {
+        let dir = std::env::temp_dir().join(format!("spout-stop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("t.db").display().to_string();
+        let args: Vec<String> = ["--db", &db, "--api-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let handle = start(Config::from_args(&args).unwrap()).unwrap();
+        let ok = get(handle.api_addr, "/health");
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        handle.shutdown();
+        let stopping = get(handle.api_addr, "/health");
+        assert!(stopping.starts_with("HTTP/1.1 503"), "{stopping}");
+        assert!(
+            stopping.contains(r#"{"meta":{"code":503,"error_message":"The server is shutting down"}}"#),
+            "{stopping}"
+        );
+        handle.join();
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

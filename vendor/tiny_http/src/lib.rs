@@ -189,7 +189,23 @@ pub struct SslConfig {
     pub private_key: Vec<u8>,
 }
 
+/// spout patch: a function that handles each request on the thread that read
+/// it from its connection (see `Server::http_with_handler`).
+pub type Handler = Arc<dyn Fn(Request) + Send + Sync + 'static>;
+
 impl Server {
+    /// spout patch: a server on `listener` that calls `handler` with each
+    /// request on the connection's own thread, right after reading it,
+    /// instead of queueing it for `recv`. The connection reads its next
+    /// request once `handler` returns. `recv` then yields nothing but accept
+    /// errors.
+    pub fn from_listener_with_handler<L: Into<Listener>>(
+        listener: L,
+        handler: Handler,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_inner(listener, None, Some(handler))
+    }
+
     /// Shortcut for a simple server on a specific address.
     #[inline]
     pub fn http<A>(addr: A) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
@@ -243,6 +259,14 @@ impl Server {
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_inner(listener, ssl_config, None)
+    }
+
+    fn from_listener_inner<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        handler: Option<Handler>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
@@ -320,6 +344,7 @@ impl Server {
                 match new_client {
                     Ok(client) => {
                         let messages = inside_messages.clone();
+                        let handler = handler.clone();
                         let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
                             if let Some(client) = client.take() {
@@ -329,6 +354,11 @@ impl Server {
                                     for rq in client {
                                         messages.push(rq.with_notify_sender(sender.clone()).into());
                                         receiver.recv().unwrap();
+                                    }
+                                } else if let Some(handler) = &handler {
+                                    // spout patch: handled here, no hand-off.
+                                    for rq in client {
+                                        handler(rq);
                                     }
                                 } else {
                                     for rq in client {
