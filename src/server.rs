@@ -96,8 +96,7 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
                 let e = ApiError::new(503, "The server is shutting down");
                 return respond(rq, Resp::error(&e), false, true);
             }
-            let _pass = gate.enter();
-            handle(&ctx, rq, max_body, &limiter);
+            handle(&ctx, rq, max_body, &limiter, &gate);
         })
     };
     let http = tiny_http::Server::from_listener_with_handler(api_listener, handler)
@@ -217,7 +216,7 @@ impl ServerHandle {
     }
 }
 
-/// Bounds how many API requests are handled at once (`--http-threads`: a
+/// Bounds how many API requests are answered at once (`--http-threads`: a
 /// password check alone holds argon2's 19 MiB), and tells a graceful stop
 /// when none is left.
 struct Gate {
@@ -303,7 +302,16 @@ fn respond(rq: tiny_http::Request, mut resp: Resp, pretty: bool, close: bool) {
 
 /// Reads one request (body capped), dispatches it with panics caught, and
 /// answers. Never panics itself.
-fn handle(ctx: &Ctx, mut rq: tiny_http::Request, max_body: usize, limiter: &crate::ratelimit::RateLimiter) {
+/// Reads a request, answers it and writes the answer. Only the answering
+/// holds a place in `gate`: a client slow to send its body or to read the
+/// answer holds its own connection's thread, not one of the places.
+fn handle(
+    ctx: &Ctx,
+    mut rq: tiny_http::Request,
+    max_body: usize,
+    limiter: &crate::ratelimit::RateLimiter,
+    gate: &Gate,
+) {
     let headers: Vec<(String, String)> = rq
         .headers()
         .iter()
@@ -343,10 +351,13 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request, max_body: usize, limiter: &crat
             r.body["meta"]["retry_in"] = serde_json::json!(v.reset);
             r
         }
-        _ => catch_unwind(AssertUnwindSafe(|| api::dispatch(ctx, &req))).unwrap_or_else(|_| {
-            log::error!("handler panicked on {} {}", req.method, req.path);
-            Resp::error(&ApiError::internal())
-        }),
+        _ => {
+            let _pass = gate.enter();
+            catch_unwind(AssertUnwindSafe(|| api::dispatch(ctx, &req))).unwrap_or_else(|_| {
+                log::error!("handler panicked on {} {}", req.method, req.path);
+                Resp::error(&ApiError::internal())
+            })
+        }
     };
     let resp = match verdict {
         Some(v) => resp
