@@ -494,3 +494,26 @@ fn invalid_utf8_fragments_and_stalled_handshakes() {
     let (_ok, hello) = s.ws(&format!("access_token={t}&key=k"));
     assert!(hello["meta"]["connection_id"].is_string());
 }
+
+/// Clients that stall while sending a body hold their own connection's
+/// thread, not one of the server's `--http-threads` places: with a single
+/// place, other requests are still answered.
+#[test]
+fn stalled_request_bodies_do_not_block_other_requests() {
+    let s = Server::start_with(&["--http-threads", "1"]);
+    let addr = s.api.trim_start_matches("http://").to_string();
+    // Each announces a body and never sends it.
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        write!(c, "POST /v1/posts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{").unwrap();
+        stalled.push(c);
+    }
+    let started = std::time::Instant::now();
+    for i in 0..5 {
+        let r = s.get("/health", None);
+        assert_eq!(r.status, 200, "request {i}: {}", r.body);
+    }
+    assert!(started.elapsed() < DEADLINE, "other requests waited {:?}", started.elapsed());
+    drop(stalled);
+}
