@@ -409,49 +409,32 @@ pub fn message(c: &Connection, id: i64) -> rusqlite::Result<Option<MessageRow>> 
     c.qrow(&format!("SELECT {MSG_COLS} FROM messages WHERE id = ?1"), [id], message_from).optional()
 }
 
-/// Messages whose `key` column equals `value`, paginated by id.
-fn messages_where(
+/// Whose messages a page lists.
+#[derive(Clone, Copy)]
+pub enum MessagesOf {
+    Channel(i64),
+    Thread(i64),
+    /// A user's own, in every channel.
+    Author(i64),
+}
+
+/// Messages of a channel, a thread or an author, paginated by id.
+pub fn messages(
     c: &Connection,
-    key: &'static str,
-    value: i64,
+    of: MessagesOf,
     p: &Page,
     include_deleted: bool,
 ) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
+    let (key, value) = match of {
+        MessagesOf::Channel(id) => ("channel_id", id),
+        MessagesOf::Thread(id) => ("thread_id", id),
+        MessagesOf::Author(id) => ("user_id", id),
+    };
     let (w, o) = p.sql("id");
     let del = if include_deleted { "" } else { " AND is_deleted = 0" };
     let mut st = c.prepare_cached(&format!("SELECT {MSG_COLS} FROM messages WHERE {key} = ?1{del}{w}{o}"))?;
     let rows = st.query_map([value], message_from)?.collect::<Result<Vec<_>, _>>()?;
     Ok(p.finish(rows))
-}
-
-/// A channel's messages, paginated by id.
-pub fn messages_page(
-    c: &Connection,
-    cid: i64,
-    p: &Page,
-    include_deleted: bool,
-) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
-    messages_where(c, "channel_id", cid, p, include_deleted)
-}
-
-/// A thread's messages, paginated by id.
-pub fn thread_page(
-    c: &Connection,
-    thread: i64,
-    p: &Page,
-    include_deleted: bool,
-) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
-    messages_where(c, "thread_id", thread, p, include_deleted)
-}
-
-/// A user's own messages, paginated by id.
-pub fn messages_by(
-    c: &Connection,
-    uid: i64,
-    p: &Page,
-    include_deleted: bool,
-) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
-    messages_where(c, "user_id", uid, p, include_deleted)
 }
 
 pub fn sticky_messages(c: &Connection, cid: i64) -> rusqlite::Result<Vec<MessageRow>> {

@@ -220,7 +220,7 @@ pub fn list(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
             None => None,
         };
         let pg = page_with_marker(req, marker.as_ref())?;
-        let (rows, more) = store::messages_page(c, ch.id, &pg, include_deleted)?;
+        let (rows, more) = store::messages(c, store::MessagesOf::Channel(ch.id), &pg, include_deleted)?;
         let out = render_rows(c, &ctx.api_url, &rows, &opts)?;
         let marker = marker.map(|m| super::marker_value(&m));
         Ok((out, ids(&rows), more, marker))
@@ -357,7 +357,7 @@ pub fn thread(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let (list, keys, more) = ctx.db.read(|c| {
         let ch = readable_channel(c, p[0], &caller)?;
         let m = find_message(c, &ch, p[1])?;
-        let (rows, more) = store::thread_page(c, m.thread_id, &pg, include_deleted)?;
+        let (rows, more) = store::messages(c, store::MessagesOf::Thread(m.thread_id), &pg, include_deleted)?;
         let out = render_rows(c, &ctx.api_url, &rows, &opts)?;
         Ok((out, ids(&rows), more))
     })?;
@@ -371,7 +371,7 @@ pub fn mine(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let include_deleted = req.flag("include_deleted", true);
     let opts = Opts::from_req(req);
     let (list, keys, more) = ctx.db.read(|c| {
-        let (rows, more) = store::messages_by(c, uid, &pg, include_deleted)?;
+        let (rows, more) = store::messages(c, store::MessagesOf::Author(uid), &pg, include_deleted)?;
         let out = render_rows(c, &ctx.api_url, &rows, &opts)?;
         Ok((out, ids(&rows), more))
     })?;
