@@ -142,9 +142,9 @@ fn reason_phrase(code: u16) -> &'static str {
 /// Answers with a complete HTTP response holding the error envelope and
 /// closes gracefully.
 fn refuse(mut sock: &TcpStream, e: &ApiError) {
-    let (_, body) = Resp::error(e).into_body(false);
+    let (content_type, body) = Resp::error(e).into_body(false);
     let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         e.status,
         reason_phrase(e.status),
         body.len()
