@@ -301,6 +301,10 @@ fn messages_shape_access_pagination_sticky_and_delete() {
     let r = w.s.call("DELETE", &del, Some(&w.alice), None);
     assert_eq!(r.body["data"]["is_deleted"], true);
     assert!(r.body["data"].get("content").is_none());
+    // Deleting it again changes nothing and answers the same message.
+    let again = w.s.call("DELETE", &del, Some(&w.alice), None);
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["data"], r.body["data"]);
     let ch = w.s.get(&format!("/v1/channels/{cid}"), Some(&w.bob)).body["data"].clone();
     assert_eq!(ch["recent_message_id"], m2["id"]);
     assert_eq!(ch["recent_deleted_message_id"], m3["id"]);

@@ -9,7 +9,7 @@ use crate::api::users::merge_raw;
 use crate::api::{parse_id, Ctx};
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
-use crate::event::{Audience, NewEvent, ObjType};
+use crate::event::{Audience, Event, NewEvent, ObjType};
 use crate::http::multipart;
 use crate::http::{Req, Resp};
 use crate::model::{prune, Kind, Opts};
@@ -18,6 +18,7 @@ use crate::storage::Tx;
 use crate::util::{iso8601, now};
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 const KINDS: [&str; 4] = ["image", "audio", "video", "other"];
 
@@ -64,21 +65,20 @@ fn file_value(c: &Connection, api_url: &str, f: &FileRow, owner_view: bool) -> A
     Ok(v)
 }
 
-/// Writes the `file` event and returns the file object it carries (the
-/// caller's answer, rendered once).
-fn emit_file(tx: &mut Tx, api_url: &str, f: &FileRow) -> ApiResult<Value> {
+/// Writes the `file` event and returns it: its data is the caller's answer,
+/// rendered once and copied out after the transaction, off the writer thread.
+fn emit_file(tx: &mut Tx, api_url: &str, f: &FileRow) -> ApiResult<Arc<Event>> {
     let mut meta = json!({"timestamp": now(), "id": f.id.to_string(), "type": "file"});
     if f.is_deleted {
         meta["is_deleted"] = json!(true);
     }
     let data = file_value(tx, api_url, f, true)?;
-    tx.emit(NewEvent {
+    tx.emit_shared(NewEvent {
         kind: ObjType::File,
         audience: Audience::Users { users: vec![f.user_id], scopes: vec!["files".into()] },
         auth: None,
-        envelope: crate::util::obj([("meta", meta), ("data", data.clone())]),
-    })?;
-    Ok(data)
+        envelope: crate::util::obj([("meta", meta), ("data", data)]),
+    })
 }
 
 fn render(mut v: Value, req: &Req) -> Value {
@@ -155,7 +155,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         .unwrap_or_else(|| "file".into());
     let is_public = bool_field(f, "is_public")?.unwrap_or(false);
     let raw = super::new_raw(f)?;
-    let v = ctx.db.write(|tx| {
+    let ev = ctx.db.write(|tx| {
         let file = store::insert_file(
             tx,
             &NewFile {
@@ -172,7 +172,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         )?;
         emit_file(tx, &ctx.api_url, &file)
     })?;
-    Ok(Resp::data(201, render(v, req)))
+    Ok(Resp::data(201, render(ev.envelope["data"].clone(), req)))
 }
 
 fn find_file(c: &Connection, raw: &str) -> ApiResult<FileRow> {
@@ -242,7 +242,7 @@ pub fn update(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let body = req.params()?;
     let name = text_field(&body, "name", 256)?;
     let is_public = bool_field(&body, "is_public")?;
-    let v = ctx.db.write(|tx| {
+    let ev = ctx.db.write(|tx| {
         let mut f = owned_file(tx, p[0], uid)?;
         if let Some(n) = &name {
             f.name = n.clone();
@@ -256,18 +256,18 @@ pub fn update(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         store::save_file(tx, &f)?;
         emit_file(tx, &ctx.api_url, &f)
     })?;
-    Ok(Resp::ok(render(v, req)))
+    Ok(Resp::ok(render(ev.envelope["data"].clone(), req)))
 }
 
 pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let (uid, _) = filer(ctx, req)?;
-    let v = ctx.db.write(|tx| {
+    let ev = ctx.db.write(|tx| {
         let mut f = owned_file(tx, p[0], uid)?;
         f.is_deleted = true;
         store::save_file(tx, &f)?;
         emit_file(tx, &ctx.api_url, &f)
     })?;
-    Ok(Resp::ok(render(v, req)))
+    Ok(Resp::ok(render(ev.envelope["data"].clone(), req)))
 }
 
 /// Uploads the content of a placeholder (multipart part `content`) → 204.

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::api::{parse_id, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::event::{NewEvent, ObjType};
+use crate::event::{Event, NewEvent, ObjType};
 use crate::http::{Req, Resp};
 use crate::model::{prune, Kind, Opts};
 use crate::storage::channels::{self as store, Acl, ChannelRow, Group, MessageRow, NewMessage};
@@ -16,6 +16,7 @@ use crate::storage::Tx;
 use crate::util::{iso8601, now};
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 /// The full message object (raw, html, user included; callers prune).
 pub fn message_value(c: &Connection, api_url: &str, m: &MessageRow) -> ApiResult<Value> {
@@ -54,15 +55,16 @@ fn rendered(mut v: Value, opts: &Opts) -> Value {
 
 /// Writes a `message` event: `[message]`, meta `channel_type`,
 /// `channel_name` (chat rooms), and on create `subscribed_user_ids` and
-/// `suppress_notifications`; on delete `is_deleted`. Returns the message
-/// object it carries (the caller's answer, rendered once).
+/// `suppress_notifications`; on delete `is_deleted`. Returns the event: the
+/// message it carries is the caller's answer, rendered once and copied out
+/// after the transaction, off the writer thread (`answer`).
 fn emit_message(
     tx: &mut Tx,
     api_url: &str,
     ch: &ChannelRow,
     m: &MessageRow,
     deleted: bool,
-) -> ApiResult<Value> {
+) -> ApiResult<Arc<Event>> {
     let subscribers = store::subscriber_ids(tx, ch.id)?;
     let mut meta = json!({
         "timestamp": now(), "id": m.id.to_string(), "type": "message", "channel_type": ch.kind,
@@ -79,15 +81,18 @@ fn emit_message(
         let subs: Vec<String> = subscribers.iter().map(i64::to_string).collect();
         meta["subscribed_user_ids"] = json!(subs);
     }
-    let value = message_value(tx, api_url, m)?;
-    let data = Value::Array(vec![value.clone()]);
-    tx.emit(NewEvent {
+    let data = Value::Array(vec![message_value(tx, api_url, m)?]);
+    tx.emit_shared(NewEvent {
         kind: ObjType::Message,
         audience: ch.audience(),
         auth: None,
         envelope: crate::util::obj([("meta", meta), ("data", data)]),
-    })?;
-    Ok(value)
+    })
+}
+
+/// The message a `message` event carries.
+fn answer(ev: &Event) -> Value {
+    ev.envelope["data"][0].clone()
 }
 
 /// Validated message input.
@@ -126,7 +131,7 @@ fn post(
     app_id: i64,
     inp: &Input,
     update_marker: bool,
-) -> ApiResult<Value> {
+) -> ApiResult<Arc<Event>> {
     if !ch.is_active {
         return Err(ApiError::forbidden("This channel is inactive"));
     }
@@ -164,11 +169,11 @@ pub fn create(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let (uid, app_id) = writer(ctx, req)?;
     let inp = input(&req.json_object()?)?;
     let update_marker = req.flag("update_marker", false);
-    let v = ctx.db.write(|tx| {
+    let ev = ctx.db.write(|tx| {
         let ch = find_channel(tx, p[0])?;
         post(tx, &ctx.api_url, &ch, uid, app_id, &inp, update_marker)
     })?;
-    Ok(Resp::data(201, rendered(v, &Opts::from_req(req))))
+    Ok(Resp::data(201, rendered(answer(&ev), &Opts::from_req(req))))
 }
 
 /// `POST /v1/channels/pm/messages`: finds the PM channel for exactly the
@@ -181,7 +186,7 @@ pub fn create_pm(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let inp = input(&body)?;
     let dest = body.get("destinations").ok_or_else(|| ApiError::bad_request("destinations: required"))?;
     let update_marker = req.flag("update_marker", false);
-    let v = ctx.db.write(|tx| {
+    let ev = ctx.db.write(|tx| {
         let users = participants(tx, uid, dest, "destinations")?;
         let key = pm_key(&users);
         let ch = match store::channel_by_pm_key(tx, &key)? {
@@ -206,7 +211,7 @@ pub fn create_pm(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         }
         post(tx, &ctx.api_url, &ch, uid, app_id, &inp, update_marker)
     })?;
-    Ok(Resp::data(201, rendered(v, &Opts::from_req(req))))
+    Ok(Resp::data(201, rendered(answer(&ev), &Opts::from_req(req))))
 }
 
 pub fn list(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
@@ -274,7 +279,7 @@ pub fn get_many(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 /// The author, or a full-access user in a non-PM channel (`deleted_by`).
 pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let (uid, _) = writer(ctx, req)?;
-    let v = ctx.db.write(|tx| {
+    let done = ctx.db.write(|tx| {
         let ch = find_channel(tx, p[0])?;
         let m = find_message(tx, &ch, p[1])?;
         let by_author = m.user_id == uid;
@@ -285,13 +290,18 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
             ));
         }
         if m.is_deleted {
-            return message_value(tx, &ctx.api_url, &m);
+            return Ok(Err(m));
         }
         let by = if by_author { None } else { Some(uid) };
         store::delete_message(tx, m.id, by)?;
         let m = store::message(tx, m.id)?.ok_or_else(ApiError::internal)?;
-        emit_message(tx, &ctx.api_url, &ch, &m, true)
+        Ok(Ok(emit_message(tx, &ctx.api_url, &ch, &m, true)?))
     })?;
+    // Deleted before: nothing was written, and it is rendered on a reader.
+    let v = match done {
+        Ok(ev) => answer(&ev),
+        Err(m) => ctx.db.read(|c| message_value(c, &ctx.api_url, &m))?,
+    };
     Ok(Resp::ok(rendered(v, &Opts::from_req(req))))
 }
 
