@@ -14,10 +14,13 @@
 //! FLAGS:
 //!   --conns N --rate R --secs T --writers P --apps A --hold S
 //!   --json FILE               also write the rows as JSON
-//!   --spin-us U               the subscriber loop polls without sleeping for
+//!   --spin-us U               the subscriber loops poll without sleeping for
 //!                             U µs after data arrives (default 0: it sleeps
 //!                             in epoll_wait at once; a sleeping client costs
 //!                             the server a cross-CPU wake-up per write)
+//!   --loops L                 read the subscribers from L epoll loops (1
+//!                             or 2, each on its own thread with half the
+//!                             connections; default 2)
 //!   --series FILE             fanout: per post, write its send time (ms from
 //!                             the first post), first and last receipt (µs)
 //!   --bin PATH                the spout binary (default: target/release/spout, built if missing)
@@ -26,9 +29,9 @@
 //!                             large --max-conns-per-app and --max-conns)
 //!
 //! Latency is publish-to-receipt: each post's text carries the writer's
-//! clock in ns just before the request; the subscriber loop subtracts it
-//! from its own clock (same machine). Subscribers are read by one epoll loop,
-//! not a thread each, and the loop's CPU is reported.
+//! clock in ns just before the request; a subscriber loop subtracts it
+//! from its own clock (same machine). Subscribers are read by two epoll
+//! loops (`--loops`), not a thread each, and the client's CPU is reported.
 
 use rustix::event::epoll;
 use serde_json::{json, Value};
@@ -52,6 +55,7 @@ struct Args {
     apps: usize,
     hold: u64,
     spin_us: u64,
+    loops: usize,
     json: Option<String>,
     series: Option<String>,
     bin: Option<String>,
@@ -70,6 +74,7 @@ fn parse_args() -> Args {
         apps: 10,
         hold: 30,
         spin_us: 0,
+        loops: 2,
         json: None,
         series: None,
         bin: None,
@@ -88,6 +93,7 @@ fn parse_args() -> Args {
             "--apps" => a.apps = num(&val()).max(1),
             "--hold" => a.hold = num(&val()) as u64,
             "--spin-us" => a.spin_us = num(&val()) as u64,
+            "--loops" => a.loops = num(&val()).clamp(1, 2),
             "--json" => a.json = Some(val()),
             "--series" => a.series = Some(val()),
             "--bin" => a.bin = Some(val()),
@@ -428,12 +434,52 @@ struct LoopResult {
     first_us: Vec<u64>,
     /// Per post: (send time ns, first receipt µs, last receipt µs).
     series: Vec<(u64, u64, u64)>,
+    /// The same, by post seq, as one loop saw it (merged into `series`).
+    first: HashMap<usize, (u64, u64, u64)>,
     cpu_secs: f64,
     wall: Duration,
 }
 
-/// Reads every subscriber from one epoll loop until `stop`; sends a
-/// keepalive to each every 20 s.
+/// Reads the subscribers from `loops` epoll loops, each on its own thread
+/// with its share of the connections, and merges what they measured.
+fn event_loops(
+    subs: &mut [Sub],
+    stop: &AtomicBool,
+    expected: &AtomicU64,
+    spin_us: u64,
+    loops: usize,
+) -> LoopResult {
+    let per = subs.len().div_ceil(loops.max(1)).max(1);
+    let parts: Vec<LoopResult> = std::thread::scope(|sc| {
+        let hs: Vec<_> = subs
+            .chunks_mut(per)
+            .map(|part| sc.spawn(move || event_loop(part, stop, expected, spin_us)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or_else(|_| die("event loop panicked"))).collect()
+    });
+    let mut first: HashMap<usize, (u64, u64, u64)> = HashMap::new();
+    let mut lat = Vec::new();
+    let (mut cpu_secs, mut wall) = (0.0f64, Duration::ZERO);
+    for p in parts {
+        lat.extend(p.latencies_us);
+        for (seq, (sent, f, l)) in p.first {
+            let e = first.entry(seq).or_insert((sent, f, l));
+            e.1 = e.1.min(f);
+            e.2 = e.2.max(l);
+        }
+        // Each loop reads the whole process's CPU time; keep one reading.
+        cpu_secs = cpu_secs.max(p.cpu_secs);
+        wall = wall.max(p.wall);
+    }
+    let mut series: Vec<(u64, u64, u64)> = first.values().copied().collect();
+    series.sort_unstable();
+    let mut first_us: Vec<u64> = series.iter().map(|x| x.1).collect();
+    first_us.sort_unstable();
+    LoopResult { latencies_us: lat, first_us, series, first, cpu_secs, wall }
+}
+
+/// Reads `subs` from one epoll loop until `stop`; sends a keepalive to
+/// each every 20 s.
 fn event_loop(subs: &mut [Sub], stop: &AtomicBool, expected: &AtomicU64, spin_us: u64) -> LoopResult {
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap_or_else(|e| die(&format!("epoll: {e}")));
     for (i, s) in subs.iter().enumerate() {
@@ -522,11 +568,14 @@ fn event_loop(subs: &mut [Sub], stop: &AtomicBool, expected: &AtomicU64, spin_us
             }
         }
     }
-    let mut series: Vec<(u64, u64, u64)> = first.into_values().collect();
-    series.sort_unstable();
-    let mut first_us: Vec<u64> = series.iter().map(|x| x.1).collect();
-    first_us.sort_unstable();
-    LoopResult { latencies_us: lat, first_us, series, cpu_secs: self_cpu() - cpu0, wall: start.elapsed() }
+    LoopResult {
+        latencies_us: lat,
+        first_us: Vec::new(),
+        series: Vec::new(),
+        first,
+        cpu_secs: self_cpu() - cpu0,
+        wall: start.elapsed(),
+    }
 }
 
 fn self_cpu() -> f64 {
@@ -644,7 +693,7 @@ fn fanout(t: &Target, a: &Args, conns: usize, rate: u64, slow: bool, tag: &str) 
     let seq = AtomicU64::new(0);
     let cpu0 = t.stats().map(|x| x.0).unwrap_or(0.0);
     let (res, (posted, _)) = std::thread::scope(|sc| {
-        let h = sc.spawn(|| event_loop(&mut subs, &stop, &expected, a.spin_us));
+        let h = sc.spawn(|| event_loops(&mut subs, &stop, &expected, a.spin_us, a.loops));
         let w = write_posts(&t.api, &s.writer_tokens, Some(rate), a.secs, &seq);
         expected.store(w.0, Ordering::Relaxed);
         stop.store(true, Ordering::Relaxed);
@@ -669,7 +718,7 @@ fn fanout(t: &Target, a: &Args, conns: usize, rate: u64, slow: bool, tag: &str) 
     let secs = res.wall.as_secs_f64().max(1e-9);
     let client_cores = res.cpu_secs / secs;
     if client_cores > 0.9 {
-        eprintln!("bench: warning: the client loop used {client_cores:.2} cores; it may be the bottleneck");
+        eprintln!("bench: warning: the client (its loops and writers) used {client_cores:.2} cores; it may be the bottleneck");
     }
     let us_per_event = if delivered > 0 { server_cpu * 1e6 / delivered as f64 } else { 0.0 };
     let name = if slow { format!("slow({conns}+1)x{rate}/s") } else { format!("fanout {conns}x{rate}/s") };
@@ -707,7 +756,7 @@ fn idle(t: &Target, a: &Args) -> Row {
     let stop = AtomicBool::new(false);
     let expected = AtomicU64::new(0);
     let res = std::thread::scope(|sc| {
-        let h = sc.spawn(|| event_loop(&mut subs, &stop, &expected, a.spin_us));
+        let h = sc.spawn(|| event_loops(&mut subs, &stop, &expected, a.spin_us, a.loops));
         std::thread::sleep(Duration::from_secs(a.hold));
         stop.store(true, Ordering::Relaxed);
         h.join().unwrap_or_else(|_| die("event loop panicked"))
@@ -747,7 +796,7 @@ fn ingest(t: &Target, a: &Args) -> Row {
     let seq = AtomicU64::new(0);
     let cpu0 = t.stats().map(|x| x.0).unwrap_or(0.0);
     let (res, (posted, mut lat)) = std::thread::scope(|sc| {
-        let h = sc.spawn(|| event_loop(&mut subs, &stop, &expected, a.spin_us));
+        let h = sc.spawn(|| event_loops(&mut subs, &stop, &expected, a.spin_us, a.loops));
         let w = write_posts(&t.api, &s.writer_tokens, None, a.secs, &seq);
         expected.store(w.0, Ordering::Relaxed);
         stop.store(true, Ordering::Relaxed);
