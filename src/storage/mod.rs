@@ -277,8 +277,9 @@ impl Db {
     /// before ours). On `Err` nothing `f` did is written.
     ///
     /// Group commit: the writer runs every write queued at that moment (up
-    /// to `MAX_BATCH`) in one transaction, each under its own savepoint, so
-    /// one failing write rolls back alone and the commit's cost is shared.
+    /// to `MAX_BATCH`) in one transaction, each under its own savepoint
+    /// (unless it is alone), so one failing write rolls back alone and the
+    /// commit's cost is shared.
     pub fn write<T: Send>(&self, f: impl FnOnce(&mut Tx) -> ApiResult<T> + Send) -> ApiResult<T> {
         let mut slot: Option<ApiResult<T>> = None;
         let done = Arc::new(Done::default());
@@ -455,11 +456,15 @@ impl Writer {
     }
 
     /// Runs `jobs` in one transaction, each under a savepoint, commits,
-    /// publishes, then tells each caller.
+    /// publishes, then tells each caller. A job alone needs no savepoint:
+    /// if it fails, the whole transaction is rolled back. (A savepoint
+    /// copies each page's first change to a statement journal, and opening
+    /// and releasing it are two more statements.)
     fn commit_batch(&mut self, jobs: Vec<WriteJob>) {
         if jobs.is_empty() {
             return;
         }
+        let alone = jobs.len() == 1;
         if let Err(e) = self.exec("BEGIN IMMEDIATE") {
             let e = ApiError::from(e);
             for j in jobs {
@@ -470,14 +475,16 @@ impl Writer {
         let mut out: Vec<Outbox> = Vec::new();
         let mut kept: Vec<WriteJob> = Vec::new();
         for mut job in jobs {
-            if let Err(e) = self.exec("SAVEPOINT job") {
+            if let Err(e) = if alone { Ok(()) } else { self.exec("SAVEPOINT job") } {
                 // The body never runs; `finish` drops it before answering.
                 log::error!("cannot open a savepoint: {e}");
                 job.finish(Some(ApiError::internal()));
                 continue;
             }
             let Some(run) = job.run.take() else {
-                let _ = self.exec("RELEASE job");
+                if !alone {
+                    let _ = self.exec("RELEASE job");
+                }
                 continue;
             };
             let mut tx = Tx { conn: &self.conn, out: Vec::new() };
@@ -488,15 +495,19 @@ impl Writer {
                 false
             });
             let produced = tx.out;
-            if ok && self.exec("RELEASE job").is_ok() {
+            if ok && (alone || self.exec("RELEASE job").is_ok()) {
                 out.extend(produced);
                 kept.push(job);
                 continue;
             }
             // Undo this write alone. (The caller's result is already its
             // error, or, if only the release failed, is overridden here.)
-            let undone = self.exec("ROLLBACK TO job").is_ok() && self.exec("RELEASE job").is_ok();
+            let undone = !alone && self.exec("ROLLBACK TO job").is_ok() && self.exec("RELEASE job").is_ok();
             job.finish(ok.then(ApiError::internal));
+            if alone {
+                let _ = self.exec("ROLLBACK");
+                return;
+            }
             if !undone || self.conn.is_autocommit() {
                 // The error took the whole transaction with it: the writes
                 // kept so far are gone too.
@@ -672,6 +683,47 @@ mod tests {
             after.blocks() * 512,
             after.len()
         );
+        drop(db);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A write alone in its transaction (no savepoint) that fails or
+    /// panics after writing leaves nothing behind and publishes nothing,
+    /// and the next write still works.
+    #[test]
+    fn a_lone_write_that_fails_leaves_nothing() {
+        let (db, dir) = temp_db("lone");
+        let published = Arc::new(Mutex::new(Vec::<i64>::new()));
+        let p = published.clone();
+        db.set_sink(Box::new(move |items| {
+            p.lock().unwrap().extend(items.iter().filter_map(|it| match it {
+                Outbox::Event(e) => Some(e.seq),
+                Outbox::Signal(_) => None,
+            }))
+        }));
+        let write = |name: &'static str, end: u8| {
+            db.write(|tx| {
+                users::create(tx, name, "x")?;
+                tx.emit(NewEvent {
+                    kind: crate::event::ObjType::User,
+                    audience: crate::event::Audience::Public,
+                    auth: None,
+                    envelope: serde_json::json!({"name": name}),
+                })?;
+                match end {
+                    0 => Ok(()),
+                    1 => Err(ApiError::bad_request("refused after writing")),
+                    _ => panic!("a write that panics"),
+                }
+            })
+        };
+        assert_eq!(write("refused", 1).unwrap_err().status, 400);
+        assert_eq!(write("panicked", 2).unwrap_err().status, 500);
+        assert!(names(&db).is_empty());
+        assert!(published.lock().unwrap().is_empty());
+        write("kept", 0).unwrap();
+        assert_eq!(names(&db), vec!["kept".to_string()]);
+        assert_eq!(published.lock().unwrap().len(), 1);
         drop(db);
         let _ = std::fs::remove_dir_all(dir);
     }
