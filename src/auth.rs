@@ -3,7 +3,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::Req;
-use crate::storage::{apps, Db, Principal};
+use crate::storage::{Db, Principal};
 
 /// Scopes in pnut's canonical order.
 pub const SCOPES: &[&str] = &[
@@ -34,7 +34,7 @@ pub fn bearer(req: &Req) -> Option<String> {
 /// The caller, if a token was given; a bad token is a 401.
 pub fn optional(db: &Db, req: &Req) -> ApiResult<Option<Principal>> {
     let Some(token) = bearer(req) else { return Ok(None) };
-    let p = db.read(|c| Ok(apps::principal(c, &token)?))?;
+    let p = db.principal(&token)?;
     p.map(Some).ok_or_else(|| ApiError::unauthorized("Invalid or revoked access token"))
 }
 

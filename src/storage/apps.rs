@@ -141,9 +141,8 @@ pub fn grant(c: &Connection, app_id: i64, user_id: i64, scopes: &[String]) -> ru
     Ok(Grant { token_id: c.last_insert_rowid(), token, changed })
 }
 
-/// Looks a bearer token up by its hash.
-pub fn principal(c: &Connection, token: &str) -> rusqlite::Result<Option<Principal>> {
-    let hash = sha256(token);
+/// Looks a bearer token up by its hash (`util::sha256`).
+pub fn principal_by_hash(c: &Connection, hash: &[u8]) -> rusqlite::Result<Option<Principal>> {
     let row = c
         .qrow(
             &format!(
@@ -152,7 +151,7 @@ pub fn principal(c: &Connection, token: &str) -> rusqlite::Result<Option<Princip
                  LEFT JOIN authorizations au ON au.id = t.authorization_id
                  WHERE t.hash = ?1"
             ),
-            [&hash],
+            [hash],
             |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
@@ -165,7 +164,7 @@ pub fn principal(c: &Connection, token: &str) -> rusqlite::Result<Option<Princip
         )
         .optional()?;
     Ok(row.and_then(|(token_id, stored, user_id, scopes, app)| {
-        ct_eq(&stored, &hash).then(|| Principal {
+        ct_eq(&stored, hash).then(|| Principal {
             token_id,
             app,
             user_id,

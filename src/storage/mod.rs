@@ -20,10 +20,12 @@ use crate::error::{ApiError, ApiResult};
 use crate::event::{Event, NewEvent, Outbox, Signal};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use rusqlite::{Connection, OpenFlags};
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where committed outbox items go (the hub). Called on the writer thread
 /// right after each commit, so items arrive in commit order; it must not
@@ -79,6 +81,9 @@ struct Writer {
     /// Highest event seq handed to the sink.
     published: i64,
     sink: Arc<OnceLock<Sink>>,
+    /// Bumped after each commit that may have changed a token, an
+    /// authorization, an app or a user (`Db::principal`).
+    auth_gen: Arc<AtomicU64>,
 }
 
 /// The body of a `Db::write`: runs in the batch's transaction under its own
@@ -95,6 +100,9 @@ enum Job {
 struct WriteJob {
     run: Option<WriteFn>,
     done: Arc<Done>,
+    /// The write may change who a token is (`Db::write` against
+    /// `Db::write_content`).
+    touches_auth: bool,
 }
 
 impl WriteJob {
@@ -159,7 +167,26 @@ pub struct Db {
     file: Mutex<Option<&'static std::fs::File>>,
     /// `WAL_RESTART_BYTES` in frames of this database's page size.
     restart_frames: i64,
+    /// See `Writer::auth_gen`.
+    auth_gen: Arc<AtomicU64>,
+    /// Token hash → the principal read at `auth_gen`'s value and when.
+    principals: Mutex<HashMap<Vec<u8>, CachedPrincipal>>,
 }
+
+/// A token lookup, kept while no write could have changed its answer.
+struct CachedPrincipal {
+    /// `auth_gen` as it was before the lookup's read began.
+    auth_gen: u64,
+    at: Instant,
+    principal: Principal,
+}
+
+/// How long a cached token lookup is used at most: writes by another
+/// process (`spout admin`) do not bump `auth_gen`.
+const PRINCIPAL_TTL: Duration = Duration::from_secs(1);
+
+/// Most token lookups kept; the cache starts over when full.
+const PRINCIPAL_CACHE: usize = 4096;
 
 /// A write's view of the transaction, plus the outbox items it produces.
 pub struct Tx<'a> {
@@ -227,7 +254,8 @@ impl Db {
             conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(|e| e.to_string())?;
         let restart_frames = WAL_RESTART_BYTES / (page_size + WAL_FRAME_HEADER);
         let sink = Arc::new(OnceLock::new());
-        let writer = Writer { conn, published, sink: sink.clone() };
+        let auth_gen = Arc::new(AtomicU64::new(0));
+        let writer = Writer { conn, published, sink: sink.clone(), auth_gen: auth_gen.clone() };
         // Unbounded: every sender waits for its own job, so at most one job
         // per thread is queued.
         let (jobs, rx) = unbounded();
@@ -241,6 +269,8 @@ impl Db {
             sink,
             file: Mutex::new(None),
             restart_frames,
+            auth_gen,
+            principals: Mutex::new(HashMap::new()),
         })
     }
 
@@ -281,6 +311,20 @@ impl Db {
     /// (unless it is alone), so one failing write rolls back alone and the
     /// commit's cost is shared.
     pub fn write<T: Send>(&self, f: impl FnOnce(&mut Tx) -> ApiResult<T> + Send) -> ApiResult<T> {
+        self.write_job(true, f)
+    }
+
+    /// `write`, for a write that changes no token, authorization, app or
+    /// user row (a post, a message): cached token lookups stay valid.
+    pub fn write_content<T: Send>(&self, f: impl FnOnce(&mut Tx) -> ApiResult<T> + Send) -> ApiResult<T> {
+        self.write_job(false, f)
+    }
+
+    fn write_job<T: Send>(
+        &self,
+        touches_auth: bool,
+        f: impl FnOnce(&mut Tx) -> ApiResult<T> + Send,
+    ) -> ApiResult<T> {
         let mut slot: Option<ApiResult<T>> = None;
         let done = Arc::new(Done::default());
         {
@@ -305,7 +349,7 @@ impl Db {
             // here, before we return.
             let run: WriteFn =
                 unsafe { std::mem::transmute::<Box<dyn FnOnce(&mut Tx) -> bool + Send + '_>, WriteFn>(run) };
-            let job = WriteJob { run: Some(run), done: done.clone() };
+            let job = WriteJob { run: Some(run), done: done.clone(), touches_auth };
             if let Err(e) = self.jobs.send(Job::Write(job)) {
                 drop(e);
                 return Err(ApiError::internal());
@@ -315,6 +359,32 @@ impl Db {
             None => slot.unwrap_or_else(|| Err(ApiError::internal())),
             Some(e) => Err(e),
         }
+    }
+
+    /// Who a bearer token is, if anyone. Looked up in the database, or
+    /// taken from a lookup made since the last commit that could have
+    /// changed the answer (and within `PRINCIPAL_TTL`): such a commit bumps
+    /// `auth_gen` before its caller is answered, so a revoked token fails
+    /// from the moment its revocation is answered.
+    pub fn principal(&self, token: &str) -> ApiResult<Option<Principal>> {
+        let hash = crate::util::sha256(token);
+        let generation = self.auth_gen.load(Ordering::SeqCst);
+        if let Ok(cache) = self.principals.lock() {
+            if let Some(c) = cache.get(&hash) {
+                if c.auth_gen == generation && c.at.elapsed() < PRINCIPAL_TTL {
+                    return Ok(Some(c.principal.clone()));
+                }
+            }
+        }
+        let found = self.read(|c| Ok(apps::principal_by_hash(c, &hash)?))?;
+        if let (Some(p), Ok(mut cache)) = (&found, self.principals.lock()) {
+            if cache.len() >= PRINCIPAL_CACHE {
+                cache.clear();
+            }
+            let at = Instant::now();
+            cache.insert(hash, CachedPrincipal { auth_gen: generation, at, principal: p.clone() });
+        }
+        Ok(found)
     }
 
     /// Runs `f` on the writer thread between transactions and waits for it.
@@ -465,6 +535,7 @@ impl Writer {
             return;
         }
         let alone = jobs.len() == 1;
+        let touches_auth = jobs.iter().any(|j| j.touches_auth);
         if let Err(e) = self.exec("BEGIN IMMEDIATE") {
             let e = ApiError::from(e);
             for j in jobs {
@@ -525,6 +596,10 @@ impl Writer {
         }
         match self.exec("COMMIT") {
             Ok(()) => {
+                // Before anyone is answered (`Db::principal`).
+                if touches_auth {
+                    self.auth_gen.fetch_add(1, Ordering::SeqCst);
+                }
                 // These writes are committed: a panic here must not answer
                 // them with an error (a retry would write them twice) nor
                 // leave the hub without their events. Stop at once; on the
@@ -683,6 +758,30 @@ mod tests {
             after.blocks() * 512,
             after.len()
         );
+        drop(db);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A token lookup is cached until a write that may change tokens
+    /// commits: a content write leaves it (shown here by a content write
+    /// that, against its promise, deletes the token: the cache still
+    /// answers), and any other write ends it before its caller is answered.
+    #[test]
+    fn token_lookups_are_cached_until_a_write_that_may_change_them() {
+        let (db, dir) = temp_db("principal");
+        let (app, token) = db
+            .write(|tx| {
+                let (app, _) = apps::create_app(tx, "A")?;
+                Ok((app.id, apps::create_app_token(tx, app.id)?.1))
+            })
+            .unwrap();
+        let p = db.principal(&token).unwrap().expect("a valid token");
+        assert_eq!((p.app.id, p.user_id), (app, None));
+        assert!(db.principal("not a token").unwrap().is_none());
+        db.write_content(|tx| Ok(tx.execute("DELETE FROM tokens", [])?)).unwrap();
+        assert_eq!(db.principal(&token).unwrap().map(|p| p.token_id), Some(p.token_id));
+        db.write(|tx| Ok(users::create(tx, "someone", "x")?)).unwrap();
+        assert!(db.principal(&token).unwrap().is_none(), "deleted tokens fail after a write");
         drop(db);
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -441,7 +441,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let is_nsfw = body_bool(&body, "is_nsfw")?;
     let raw = body_raw(&body)?;
     let view = View::new(req, Some(uid));
-    let ev = ctx.db.write(|tx| {
+    let ev = ctx.db.write_content(|tx| {
         let parent = match reply_to {
             Some(r) => match store::by_id(tx, r)? {
                 Some(p) if !p.is_deleted => Some(p),
