@@ -386,12 +386,14 @@ fn a_consumer_that_never_reads_is_dropped_and_others_keep_everything_in_order() 
     let n = 250;
     // Each event carries ~7 KB of raw; the stalled socket fills long before
     // the end.
+    let (progress, read) = std::sync::mpsc::channel::<usize>();
     let reader = std::thread::spawn(move || {
         let mut names = Vec::new();
         while names.len() < n {
             match healthy.next() {
                 WsNext::Json(v) if v["meta"].get("type").is_some() => {
-                    names.push(v["data"]["name"].as_str().unwrap().to_string())
+                    names.push(v["data"]["name"].as_str().unwrap().to_string());
+                    let _ = progress.send(names.len());
                 }
                 WsNext::Json(_) => {}
                 other => return Err(format!("after {} events: {other:?}", names.len())),
@@ -399,7 +401,21 @@ fn a_consumer_that_never_reads_is_dropped_and_others_keep_everything_in_order() 
         }
         Ok(names)
     });
+    // The healthy consumer must be healthy whatever the machine's load: the
+    // writes wait while it is more than 30 events (about 210 KB, well inside
+    // its socket's buffers) behind, so only the stalled one can fill its
+    // backlog. Unthrottled, the writes could outrun a reader slowed by the
+    // rest of the suite by more than its buffers, and it would rightly be
+    // dropped too (the suite failed here once in 18 runs).
+    let (mut seen, mut reader_gone) = (0, false);
     for i in 0..n {
+        while !reader_gone && seen + 30 < i {
+            match read.recv_timeout(DEADLINE) {
+                Ok(k) => seen = k,
+                // The reader stopped or hangs: its error is reported below.
+                Err(_) => reader_gone = true,
+            }
+        }
         let r = w.s.json(
             "PATCH",
             "/v1/users/me",
