@@ -713,6 +713,30 @@ mod tests {
         .unwrap()
     }
 
+    /// The seqs of the events the writer publishes, in order.
+    fn published(db: &Db) -> Arc<Mutex<Vec<i64>>> {
+        let published = Arc::new(Mutex::new(Vec::<i64>::new()));
+        let p = published.clone();
+        db.set_sink(Box::new(move |items| {
+            p.lock().unwrap().extend(items.iter().filter_map(|it| match it {
+                Outbox::Event(e) => Some(e.seq),
+                Outbox::Signal(_) => None,
+            }))
+        }));
+        published
+    }
+
+    /// A write's body: a user and its event.
+    fn user_with_event(tx: &mut Tx, name: &str) -> ApiResult<()> {
+        users::create(tx, name, "x")?;
+        tx.emit(NewEvent {
+            kind: crate::event::ObjType::User,
+            audience: crate::event::Audience::Public,
+            auth: None,
+            envelope: serde_json::json!({"name": name}),
+        })
+    }
+
     /// A new database gets small pages; one created with SQLite's default
     /// keeps its own. The WAL restart point is the same byte budget in
     /// either's frames.
@@ -792,23 +816,10 @@ mod tests {
     #[test]
     fn a_lone_write_that_fails_leaves_nothing() {
         let (db, dir) = temp_db("lone");
-        let published = Arc::new(Mutex::new(Vec::<i64>::new()));
-        let p = published.clone();
-        db.set_sink(Box::new(move |items| {
-            p.lock().unwrap().extend(items.iter().filter_map(|it| match it {
-                Outbox::Event(e) => Some(e.seq),
-                Outbox::Signal(_) => None,
-            }))
-        }));
+        let published = published(&db);
         let write = |name: &'static str, end: u8| {
             db.write(|tx| {
-                users::create(tx, name, "x")?;
-                tx.emit(NewEvent {
-                    kind: crate::event::ObjType::User,
-                    audience: crate::event::Audience::Public,
-                    auth: None,
-                    envelope: serde_json::json!({"name": name}),
-                })?;
+                user_with_event(tx, name)?;
                 match end {
                     0 => Ok(()),
                     1 => Err(ApiError::bad_request("refused after writing")),
@@ -835,16 +846,7 @@ mod tests {
     fn group_commit_keeps_each_writes_own_outcome() {
         let (db, dir) = temp_db("group");
         let db = Arc::new(db);
-        let published = Arc::new(Mutex::new(Vec::<i64>::new()));
-        let p = published.clone();
-        db.set_sink(Box::new(move |items| {
-            let mut p = p.lock().unwrap();
-            for it in items {
-                if let Outbox::Event(e) = it {
-                    p.push(e.seq);
-                }
-            }
-        }));
+        let published = published(&db);
         let oks = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..8)
             .map(|t| {
@@ -853,13 +855,7 @@ mod tests {
                     for i in 0..50 {
                         let name = format!("u{t}x{i:02}");
                         let r = db.write(|tx| {
-                            users::create(tx, &name, "x")?;
-                            tx.emit(NewEvent {
-                                kind: crate::event::ObjType::User,
-                                audience: crate::event::Audience::Public,
-                                auth: None,
-                                envelope: serde_json::json!({"name": name}),
-                            })?;
+                            user_with_event(tx, &name)?;
                             match i % 5 {
                                 3 => Err(ApiError::bad_request("refused after writing")),
                                 4 if t % 2 == 0 => panic!("a write that panics"),
