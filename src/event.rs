@@ -126,6 +126,18 @@ pub struct Event {
     pub created_at: i64,
 }
 
+impl Event {
+    /// A copy of the object the event carries: its `data`, or the first
+    /// item when `data` is a list (posts and messages come as `[object]`).
+    /// What a write answers its caller with, off the writer thread.
+    pub fn object(&self) -> Value {
+        match &self.envelope["data"] {
+            Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
+            data => data.clone(),
+        }
+    }
+}
+
 /// Changes to live connections that are not stream events but must reach
 /// the hub in commit order with them.
 #[derive(Clone, Debug, PartialEq)]

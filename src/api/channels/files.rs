@@ -172,7 +172,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         )?;
         emit_file(tx, &ctx.api_url, &file)
     })?;
-    Ok(Resp::data(201, render(ev.envelope["data"].clone(), req)))
+    Ok(Resp::data(201, render(ev.object(), req)))
 }
 
 fn find_file(c: &Connection, raw: &str) -> ApiResult<FileRow> {
@@ -256,7 +256,7 @@ pub fn update(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         store::save_file(tx, &f)?;
         emit_file(tx, &ctx.api_url, &f)
     })?;
-    Ok(Resp::ok(render(ev.envelope["data"].clone(), req)))
+    Ok(Resp::ok(render(ev.object(), req)))
 }
 
 pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
@@ -267,7 +267,7 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         store::save_file(tx, &f)?;
         emit_file(tx, &ctx.api_url, &f)
     })?;
-    Ok(Resp::ok(render(ev.envelope["data"].clone(), req)))
+    Ok(Resp::ok(render(ev.object(), req)))
 }
 
 /// Uploads the content of a placeholder (multipart part `content`) → 204.

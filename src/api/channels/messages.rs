@@ -57,7 +57,7 @@ fn rendered(mut v: Value, opts: &Opts) -> Value {
 /// `channel_name` (chat rooms), and on create `subscribed_user_ids` and
 /// `suppress_notifications`; on delete `is_deleted`. Returns the event: the
 /// message it carries is the caller's answer, rendered once and copied out
-/// after the transaction, off the writer thread (`answer`).
+/// after the transaction, off the writer thread (`Event::object`).
 fn emit_message(
     tx: &mut Tx,
     api_url: &str,
@@ -88,11 +88,6 @@ fn emit_message(
         auth: None,
         envelope: crate::util::obj([("meta", meta), ("data", data)]),
     })
-}
-
-/// The message a `message` event carries.
-fn answer(ev: &Event) -> Value {
-    ev.envelope["data"][0].clone()
 }
 
 /// Validated message input.
@@ -173,7 +168,7 @@ pub fn create(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         let ch = find_channel(tx, p[0])?;
         post(tx, &ctx.api_url, &ch, uid, app_id, &inp, update_marker)
     })?;
-    Ok(Resp::data(201, rendered(answer(&ev), &Opts::from_req(req))))
+    Ok(Resp::data(201, rendered(ev.object(), &Opts::from_req(req))))
 }
 
 /// `POST /v1/channels/pm/messages`: finds the PM channel for exactly the
@@ -211,7 +206,7 @@ pub fn create_pm(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         }
         post(tx, &ctx.api_url, &ch, uid, app_id, &inp, update_marker)
     })?;
-    Ok(Resp::data(201, rendered(answer(&ev), &Opts::from_req(req))))
+    Ok(Resp::data(201, rendered(ev.object(), &Opts::from_req(req))))
 }
 
 pub fn list(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
@@ -299,7 +294,7 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     })?;
     // Deleted before: nothing was written, and it is rendered on a reader.
     let v = match done {
-        Ok(ev) => answer(&ev),
+        Ok(ev) => ev.object(),
         Err(m) => ctx.db.read(|c| message_value(c, &ctx.api_url, &m))?,
     };
     Ok(Resp::ok(rendered(v, &Opts::from_req(req))))

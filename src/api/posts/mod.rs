@@ -287,9 +287,10 @@ fn emit_post(tx: &mut Tx, api_url: &str, p: &PostRow, extra: Option<(&str, Value
 }
 
 /// Writes the `post` event for `p`, just created (not a repost), and
-/// returns the event (its data is the caller's answer). Nobody can have bookmarked, reposted
-/// or replied to it yet, so that takes no query; `notified` (its mentions and
-/// the author of the post it replies to) is known to the caller.
+/// returns the event (its post is the caller's answer). Nobody can have
+/// bookmarked, reposted or replied to it yet, so that takes no query;
+/// `notified` (its mentions and the author of the post it replies to) is
+/// known to the caller.
 fn emit_new_post(tx: &mut Tx, api_url: &str, p: &PostRow, notified: &[i64]) -> ApiResult<Arc<Event>> {
     let mut data = post_value_of(tx, api_url, p, None, true)?;
     data["bookmarked_by"] = json!([]);
@@ -480,7 +481,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     // The answer is the event's rendering plus the author's own flags: no
     // second rendering, and none of it (not even the copy) on the single
     // writer's thread.
-    Ok(Resp::data(201, view.post(own_new_post(ev.envelope["data"][0].clone()))))
+    Ok(Resp::data(201, view.post(own_new_post(ev.object()))))
 }
 
 pub fn get_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
