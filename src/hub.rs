@@ -636,17 +636,7 @@ impl Hub {
         let (tx, rx) = bounded(HUB_QUEUE);
         let rows = db.read(|c| Ok(apps::all_authorizations(c)?)).map_err(|e| e.message)?;
         let last_seq = db.last_seq().map_err(|e| e.message)?;
-        let shared = Arc::new(Shared {
-            tx,
-            counts: Mutex::new(Counts::default()),
-            max_per_app: cfg.max_conns_per_app,
-            max_total: cfg.max_conns_total,
-            last_seq: AtomicI64::new(last_seq),
-            cursors: Mutex::new(HashMap::new()),
-            live: Mutex::new(HashMap::new()),
-            delivered: AtomicU64::new(0),
-            slow_disconnects: AtomicU64::new(0),
-        });
+        let shared = Shared::new(tx, cfg.max_conns_per_app, cfg.max_conns_total, last_seq);
         let mut grants: HashMap<i64, Grants> = HashMap::new();
         for r in rows {
             grants.entry(r.app_id).or_default().insert(r.user_id, r.scopes);
@@ -666,17 +656,7 @@ impl Hub {
             }
         })
         .map_err(|e| e.to_string())?;
-        let state = HubState {
-            conns: Vec::new(),
-            index: HashMap::new(),
-            grants,
-            shared: shared.clone(),
-            save_tx,
-            saved: HashMap::new(),
-            last_save: Instant::now(),
-            pending: Pending::default(),
-            deferred: None,
-        };
+        let state = HubState::new(grants, shared.clone(), save_tx);
         crate::server::spawn("hub".into(), None, move || state.run(rx)).map_err(|e| e.to_string())?;
         Ok(Hub { shared })
     }
@@ -819,6 +799,22 @@ struct HubState {
     deferred: Option<Msg>,
 }
 
+impl Shared {
+    fn new(tx: Sender<Msg>, max_per_app: usize, max_total: usize, last_seq: i64) -> Arc<Shared> {
+        Arc::new(Shared {
+            tx,
+            counts: Mutex::new(Counts::default()),
+            max_per_app,
+            max_total,
+            last_seq: AtomicI64::new(last_seq),
+            cursors: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
+            delivered: AtomicU64::new(0),
+            slow_disconnects: AtomicU64::new(0),
+        })
+    }
+}
+
 /// Frames for each connection gathered during one batch, by index in
 /// `HubState::conns` (stable until the next flush: joins append, leaves
 /// flush first). Kept across batches so its vectors are reused.
@@ -841,7 +837,33 @@ impl Pending {
     }
 }
 
+/// The value `memo` holds for `key`, made (and kept) on the first ask: what
+/// the hub works out once per event, app, filter or option set and shares
+/// among the connections that ask again. A list: there are only a few keys.
+fn once_per<K: PartialEq, V: Clone>(memo: &mut Vec<(K, V)>, key: K, make: impl FnOnce() -> V) -> V {
+    if let Some((_, v)) = memo.iter().find(|(k, _)| *k == key) {
+        return v.clone();
+    }
+    let v = make();
+    memo.push((key, v.clone()));
+    v
+}
+
 impl HubState {
+    fn new(grants: HashMap<i64, Grants>, shared: Arc<Shared>, save_tx: Sender<Vec<(i64, i64)>>) -> HubState {
+        HubState {
+            conns: Vec::new(),
+            index: HashMap::new(),
+            grants,
+            shared,
+            save_tx,
+            saved: HashMap::new(),
+            last_save: Instant::now(),
+            pending: Pending::default(),
+            deferred: None,
+        }
+    }
+
     fn run(mut self, rx: Receiver<Msg>) {
         loop {
             let timeout = if self.conns.is_empty() { Duration::from_secs(60) } else { CURSOR_SAVE };
@@ -971,40 +993,18 @@ impl HubState {
             if c.types & bit == 0 {
                 continue;
             }
-            let ok = match visible.iter().find(|(a, _)| *a == c.app_id) {
-                Some((_, ok)) => *ok,
-                None => {
-                    let ok = admits(&ev.audience, c.app_id, self.grants.get(&c.app_id));
-                    visible.push((c.app_id, ok));
-                    ok
-                }
-            };
-            if !ok {
+            let grants = || self.grants.get(&c.app_id);
+            if !once_per(&mut visible, c.app_id, || admits(&ev.audience, c.app_id, grants())) {
                 continue;
             }
             if let Some(f) = &c.filter {
                 let key = (Arc::as_ptr(f) as usize, if f.uses_authorized() { c.app_id } else { 0 });
-                let pass = match filtered.iter().find(|(k, _)| *k == key) {
-                    Some((_, p)) => *p,
-                    None => {
-                        let p = filter_passes(f, ev, self.grants.get(&c.app_id));
-                        filtered.push((key, p));
-                        p
-                    }
-                };
-                if !pass {
+                if !once_per(&mut filtered, key, || filter_passes(f, ev, grants())) {
                     continue;
                 }
             }
-            let key = (c.opts.bits(), c.transport);
-            let frame = match rendered.iter().find(|(k, _)| *k == key) {
-                Some((_, f)) => f.clone(),
-                None => {
-                    let f = render(ev, &c.opts, c.transport);
-                    rendered.push((key, f.clone()));
-                    f
-                }
-            };
+            let frame =
+                once_per(&mut rendered, (c.opts.bits(), c.transport), || render(ev, &c.opts, c.transport));
             pending.push(i, (frame, ev.seq));
         }
     }
@@ -1096,14 +1096,7 @@ impl HubState {
     fn notify_all<'a>(conns: impl Iterator<Item = &'a Sub>, doc: &serde_json::Value) {
         let mut framed: Vec<(Transport, Bytes)> = Vec::new();
         for c in conns {
-            let f = match framed.iter().find(|(t, _)| *t == c.transport) {
-                Some((_, f)) => f.clone(),
-                None => {
-                    let f = control_frame(c.transport, doc);
-                    framed.push((c.transport, f.clone()));
-                    f
-                }
-            };
+            let f = once_per(&mut framed, c.transport, || control_frame(c.transport, doc));
             let _ = c.outlet.deliver(&[(f, 0)], || Arc::new(Vec::new()));
         }
     }
@@ -1179,28 +1172,8 @@ mod tests {
     /// its queue, and the subscribers' client ends.
     fn hub_with(n: usize) -> (HubState, Sender<Msg>, Receiver<Msg>, Vec<TcpStream>) {
         let (tx, rx) = bounded(256);
-        let shared = Arc::new(Shared {
-            tx: tx.clone(),
-            counts: Mutex::new(Counts::default()),
-            max_per_app: n,
-            max_total: n,
-            last_seq: AtomicI64::new(0),
-            cursors: Mutex::new(HashMap::new()),
-            live: Mutex::new(HashMap::new()),
-            delivered: AtomicU64::new(0),
-            slow_disconnects: AtomicU64::new(0),
-        });
-        let mut st = HubState {
-            conns: Vec::new(),
-            index: HashMap::new(),
-            grants: HashMap::new(),
-            shared: shared.clone(),
-            save_tx: bounded(1).0,
-            saved: HashMap::new(),
-            last_save: Instant::now(),
-            pending: Pending::default(),
-            deferred: None,
-        };
+        let shared = Shared::new(tx.clone(), n, n, 0);
+        let mut st = HubState::new(HashMap::new(), shared.clone(), bounded(1).0);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut clients = Vec::new();
         for k in 0..n {
