@@ -301,10 +301,9 @@ fn respond(rq: tiny_http::Request, mut resp: Resp, pretty: bool, close: bool) {
 }
 
 /// Reads one request (body capped), dispatches it with panics caught, and
-/// answers. Never panics itself.
-/// Reads a request, answers it and writes the answer. Only the answering
-/// holds a place in `gate`: a client slow to send its body or to read the
-/// answer holds its own connection's thread, not one of the places.
+/// writes the answer; never panics itself. Only the dispatch holds a place
+/// in `gate`: a client slow to send its body or to read the answer holds
+/// its own connection's thread, not one of the places.
 fn handle(
     ctx: &Ctx,
     mut rq: tiny_http::Request,

@@ -190,7 +190,7 @@ pub struct SslConfig {
 }
 
 /// spout patch: a function that handles each request on the thread that read
-/// it from its connection (see `Server::http_with_handler`).
+/// it from its connection (see `Server::from_listener_with_handler`).
 pub type Handler = Arc<dyn Fn(Request) + Send + Sync + 'static>;
 
 impl Server {
