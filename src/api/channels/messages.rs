@@ -273,6 +273,12 @@ pub fn get_many(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 
 /// The author, or a full-access user in a non-PM channel (`deleted_by`).
 pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    /// What the write did.
+    enum Deletion {
+        Now(Arc<Event>),
+        /// Deleted before: nothing was written.
+        Before(MessageRow),
+    }
     let (uid, _) = writer(ctx, req)?;
     let done = ctx.db.write(|tx| {
         let ch = find_channel(tx, p[0])?;
@@ -285,17 +291,17 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
             ));
         }
         if m.is_deleted {
-            return Ok(Err(m));
+            return Ok(Deletion::Before(m));
         }
         let by = if by_author { None } else { Some(uid) };
         store::delete_message(tx, m.id, by)?;
         let m = store::message(tx, m.id)?.ok_or_else(ApiError::internal)?;
-        Ok(Ok(emit_message(tx, &ctx.api_url, &ch, &m, true)?))
+        Ok(Deletion::Now(emit_message(tx, &ctx.api_url, &ch, &m, true)?))
     })?;
-    // Deleted before: nothing was written, and it is rendered on a reader.
     let v = match done {
-        Ok(ev) => ev.object(),
-        Err(m) => ctx.db.read(|c| message_value(c, &ctx.api_url, &m))?,
+        Deletion::Now(ev) => ev.object(),
+        // Rendered on a reader, not on the writer.
+        Deletion::Before(m) => ctx.db.read(|c| message_value(c, &ctx.api_url, &m))?,
     };
     Ok(Resp::ok(rendered(v, &Opts::from_req(req))))
 }
