@@ -434,8 +434,16 @@ struct LoopResult {
     first_us: Vec<u64>,
     /// Per post: (send time ns, first receipt µs, last receipt µs).
     series: Vec<(u64, u64, u64)>,
-    /// The same, by post seq, as one loop saw it (merged into `series`).
-    first: HashMap<usize, (u64, u64, u64)>,
+    cpu_secs: f64,
+    wall: Duration,
+}
+
+/// What one epoll loop measured (`event_loops` merges them).
+struct LoopPart {
+    latencies_us: Vec<u64>,
+    /// Post seq → (send time ns, first receipt µs, last receipt µs) on this
+    /// loop's connections.
+    receipts: HashMap<usize, (u64, u64, u64)>,
     cpu_secs: f64,
     wall: Duration,
 }
@@ -450,7 +458,7 @@ fn event_loops(
     loops: usize,
 ) -> LoopResult {
     let per = subs.len().div_ceil(loops.max(1)).max(1);
-    let parts: Vec<LoopResult> = std::thread::scope(|sc| {
+    let parts: Vec<LoopPart> = std::thread::scope(|sc| {
         let hs: Vec<_> = subs
             .chunks_mut(per)
             .map(|part| sc.spawn(move || event_loop(part, stop, expected, spin_us)))
@@ -462,7 +470,7 @@ fn event_loops(
     let (mut cpu_secs, mut wall) = (0.0f64, Duration::ZERO);
     for p in parts {
         lat.extend(p.latencies_us);
-        for (seq, (sent, f, l)) in p.first {
+        for (seq, (sent, f, l)) in p.receipts {
             let e = first.entry(seq).or_insert((sent, f, l));
             e.1 = e.1.min(f);
             e.2 = e.2.max(l);
@@ -475,12 +483,12 @@ fn event_loops(
     series.sort_unstable();
     let mut first_us: Vec<u64> = series.iter().map(|x| x.1).collect();
     first_us.sort_unstable();
-    LoopResult { latencies_us: lat, first_us, series, first, cpu_secs, wall }
+    LoopResult { latencies_us: lat, first_us, series, cpu_secs, wall }
 }
 
 /// Reads `subs` from one epoll loop until `stop`; sends a keepalive to
 /// each every 20 s.
-fn event_loop(subs: &mut [Sub], stop: &AtomicBool, expected: &AtomicU64, spin_us: u64) -> LoopResult {
+fn event_loop(subs: &mut [Sub], stop: &AtomicBool, expected: &AtomicU64, spin_us: u64) -> LoopPart {
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap_or_else(|e| die(&format!("epoll: {e}")));
     for (i, s) in subs.iter().enumerate() {
         let _ = s.sock.set_nonblocking(true);
@@ -568,14 +576,7 @@ fn event_loop(subs: &mut [Sub], stop: &AtomicBool, expected: &AtomicU64, spin_us
             }
         }
     }
-    LoopResult {
-        latencies_us: lat,
-        first_us: Vec::new(),
-        series: Vec::new(),
-        first,
-        cpu_secs: self_cpu() - cpu0,
-        wall: start.elapsed(),
-    }
+    LoopPart { latencies_us: lat, receipts: first, cpu_secs: self_cpu() - cpu0, wall: start.elapsed() }
 }
 
 fn self_cpu() -> f64 {
