@@ -30,6 +30,9 @@ pub struct Config {
     pub prune_every: Duration,
     pub rate_limit: u64,
     pub rate_window: Duration,
+    /// Wrong passwords per account per `login_window` (per address: 4x).
+    pub login_failures: u64,
+    pub login_window: Duration,
     pub head_timeout: Duration,
     pub ws_max_message: usize,
 }
@@ -147,6 +150,18 @@ pub const FLAGS: &[Flag] = &[
         help: "the rate-limit window",
     },
     Flag {
+        name: "--login-failures",
+        env: "SPOUT_LOGIN_FAILURES",
+        default: "5",
+        help: "wrong passwords per account per login window before 429 (per address: 4x); 0 turns it off",
+    },
+    Flag {
+        name: "--login-window-secs",
+        env: "SPOUT_LOGIN_WINDOW_SECS",
+        default: "300",
+        help: "the window of --login-failures",
+    },
+    Flag {
         name: "--head-timeout-secs",
         env: "SPOUT_HEAD_TIMEOUT_SECS",
         default: "10",
@@ -235,6 +250,8 @@ impl Config {
             prune_every: Duration::from_secs(num("--prune-secs", 1)?),
             rate_limit: num("--rate-limit", 0)?,
             rate_window: Duration::from_secs(num("--rate-window-secs", 1)?),
+            login_failures: num("--login-failures", 0)?,
+            login_window: Duration::from_secs(num("--login-window-secs", 1)?),
             head_timeout: Duration::from_secs(num("--head-timeout-secs", 1)?),
             ws_max_message: num("--ws-max-message", 125)? as usize,
         })

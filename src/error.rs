@@ -9,11 +9,14 @@ use serde_json::json;
 pub struct ApiError {
     pub status: u16,
     pub message: String,
+    /// Seconds after which trying again may succeed (429, 503): sent as
+    /// `Retry-After` and `meta.retry_in`, as pnut does for its rate limit.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: u16, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into() }
+        ApiError { status, message: message.into(), retry_after: None }
     }
     pub fn bad_request(m: impl Into<String>) -> ApiError {
         ApiError::new(400, m)
@@ -27,13 +30,21 @@ impl ApiError {
     pub fn not_found(m: impl Into<String>) -> ApiError {
         ApiError::new(404, m)
     }
+    pub fn retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs);
+        self
+    }
     pub fn internal() -> ApiError {
         ApiError::new(500, "Internal Server Error")
     }
 
     /// The pnut error envelope (no `data` key).
     pub fn envelope(&self) -> serde_json::Value {
-        json!({"meta": {"code": self.status, "error_message": self.message}})
+        let mut v = json!({"meta": {"code": self.status, "error_message": self.message}});
+        if let Some(s) = self.retry_after {
+            v["meta"]["retry_in"] = json!(s);
+        }
+        v
     }
 }
 

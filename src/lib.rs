@@ -10,6 +10,7 @@ pub mod event;
 pub mod filter;
 pub mod http;
 pub mod hub;
+pub mod login;
 pub mod model;
 #[cfg(test)]
 mod proptests;

@@ -75,6 +75,7 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
         api_url,
         stream_endpoint: format!("{stream_base}/v1/app"),
         hub: hub.clone(),
+        login: login_guard(&cfg),
         started: std::time::Instant::now(),
     });
     let sink_hub = hub.clone();
@@ -216,6 +217,13 @@ impl ServerHandle {
     }
 }
 
+/// Password checks: the failure budgets from the flags, and as many
+/// hashes at once as there are cores (at most 4), with 16 more waiting.
+fn login_guard(cfg: &Config) -> crate::login::Login {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
+    crate::login::Login::new(cfg.login_failures, cfg.login_window, cores, 16)
+}
+
 /// Bounds how many API requests are answered at once (`--http-threads`: a
 /// password check alone holds argon2's 19 MiB), and tells a graceful stop
 /// when none is left.
@@ -300,6 +308,16 @@ fn respond(rq: tiny_http::Request, mut resp: Resp, pretty: bool, close: bool) {
     }
 }
 
+/// What a request's rate budget is counted against: its token once the
+/// token is known to exist, otherwise the client's address, so made-up
+/// tokens neither get budgets of their own nor grow the limiter's map.
+fn rate_key(ctx: &Ctx, req: &Req) -> crate::ratelimit::Key {
+    match crate::auth::bearer(req).map(|t| ctx.db.principal(&t)) {
+        Some(Ok(Some(p))) => crate::ratelimit::Key::Token(p.token_id),
+        _ => crate::ratelimit::Key::addr(req.remote),
+    }
+}
+
 /// Reads one request (body capped), dispatches it with panics caught, and
 /// writes the answer; never panics itself. Only the dispatch holds a place
 /// in `gate`: a client slow to send its body or to read the answer holds
@@ -337,21 +355,16 @@ fn handle(
     }
     let mut req = Req::new(rq.method().as_str(), rq.url(), headers, body);
     req.remote = rq.remote_addr().map(|a| a.ip());
-    let key = || {
-        crate::auth::bearer(&req)
-            .map(|t| format!("t:{t}"))
-            .unwrap_or_else(|| format!("a:{}", req.remote.map(|ip| ip.to_string()).unwrap_or_default()))
-    };
-    let verdict = limiter.check(key, std::time::Instant::now());
+    let verdict = if limiter.is_on() { limiter.check(rate_key(ctx, &req), Instant::now()) } else { None };
     let resp = match &verdict {
-        Some(v) if !v.allowed => {
-            let e = ApiError::new(429, format!("Rate limit exceeded: try again in {} seconds", v.reset));
-            let mut r = Resp::error(&e).header("Retry-After", &v.reset.to_string());
-            r.body["meta"]["retry_in"] = serde_json::json!(v.reset);
-            r
-        }
+        Some(v) if !v.allowed => Resp::error(
+            &ApiError::new(429, format!("Rate limit exceeded: try again in {} seconds", v.reset))
+                .retry_after(v.reset),
+        ),
         _ => {
-            let _pass = gate.enter();
+            // The token endpoint bounds its own slow work (the login pool),
+            // so password checks cannot take every place from other requests.
+            let _pass = (req.path != "/v1/oauth/access_token").then(|| gate.enter());
             catch_unwind(AssertUnwindSafe(|| api::dispatch(ctx, &req))).unwrap_or_else(|_| {
                 log::error!("handler panicked on {} {}", req.method, req.path);
                 Resp::error(&ApiError::internal())

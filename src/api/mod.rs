@@ -22,6 +22,8 @@ pub struct Ctx {
     /// The `endpoint` reported for streams, e.g. `ws://127.0.0.1:8081/v1/app`.
     pub stream_endpoint: String,
     pub hub: crate::hub::Hub,
+    /// Guards password checks (failure budgets, the hashing pool).
+    pub login: crate::login::Login,
     pub started: std::time::Instant,
 }
 

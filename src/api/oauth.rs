@@ -8,6 +8,7 @@ use crate::auth;
 use crate::error::{ApiError, ApiResult};
 use crate::event::{Audience, AuthChange, NewEvent, ObjType, Signal};
 use crate::http::{str_field, Req, Resp};
+use crate::login::Checked;
 use crate::model::{self, prune, Kind, Opts};
 use crate::storage::{apps, users, App, Principal, Tx};
 use crate::util::now;
@@ -70,13 +71,18 @@ pub fn access_token(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
             let username = required(&body, "username")?;
             let password = required(&body, "password")?;
             let scopes = auth::parse_scopes(str_field(&body, "scope")?.unwrap_or(""))?;
-            // The slow password check runs before the write lock is taken.
-            let user = ctx.db.read(|c| {
-                let app = apps::app_with_secret(c, client_id, secret)?;
-                let user = users::check_password(c, username, password)?;
-                Ok(app.zip(user))
-            })?;
-            let (app, user) = user.ok_or_else(bad_credentials)?;
+            // An unknown app is refused before any password hashing; the
+            // slow check runs under the login guard (failure budgets per
+            // account and address, a small pool), outside the write lock.
+            let app = ctx.db.read(|c| Ok(apps::app_with_secret(c, client_id, secret)?))?;
+            let app = app.ok_or_else(bad_credentials)?;
+            let found = ctx.db.read(|c| Ok(users::password_hash(c, username)?))?;
+            let (uid, stored) = found.map_or((None, None), |(id, h)| (Some(id), Some(h)));
+            let user = match ctx.login.check(uid, stored.as_deref(), password, req.remote)? {
+                Checked::Ok => uid.map(|id| ctx.db.read(|c| Ok(users::by_id(c, id)?))).transpose()?.flatten(),
+                Checked::Wrong => None,
+            };
+            let user = user.ok_or_else(bad_credentials)?;
             let out = ctx.db.write(|tx| {
                 let g = apps::grant(tx, app.id, user.id, &scopes)?;
                 if g.changed {

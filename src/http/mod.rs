@@ -133,7 +133,8 @@ impl Resp {
     }
 
     pub fn error(e: &ApiError) -> Resp {
-        Resp { status: e.status, body: e.envelope(), headers: Vec::new(), raw: None }
+        let headers = e.retry_after.map(|s| ("Retry-After".to_string(), s.to_string())).into_iter().collect();
+        Resp { status: e.status, body: e.envelope(), headers, raw: None }
     }
 
     /// Bytes as they are (file content), with their media type.

@@ -83,20 +83,22 @@ pub fn list(c: &Connection) -> rusqlite::Result<Vec<UserRow>> {
     rows.collect()
 }
 
-/// The user if `password` is theirs; `None` for a wrong name or password
-/// alike. A missing user still costs one hash, so timing tells nothing.
-pub fn check_password(c: &Connection, username: &str, password: &str) -> rusqlite::Result<Option<UserRow>> {
-    let row: Option<(i64, String)> = c
-        .qrow("SELECT id, password_hash FROM users WHERE username = ?1", [username], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    match row {
-        Some((id, stored)) if password_ok(&stored, password) => by_id(c, id),
-        Some(_) => Ok(None),
+/// The id and stored password hash of `username`, if there is such a user.
+pub fn password_hash(c: &Connection, username: &str) -> rusqlite::Result<Option<(i64, String)>> {
+    c.qrow("SELECT id, password_hash FROM users WHERE username = ?1", [username], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
+}
+
+/// Does `given` match `stored`? With no stored hash (no such user) it
+/// still costs one hash, so timing does not tell whether the user exists.
+pub fn verify_password(stored: Option<&str>, given: &str) -> bool {
+    match stored {
+        Some(h) => password_ok(h, given),
         None => {
-            let _ = password_ok(DUMMY_HASH, password);
-            Ok(None)
+            let _ = password_ok(DUMMY_HASH, given);
+            false
         }
     }
 }

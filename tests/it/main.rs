@@ -6,6 +6,7 @@ mod channels;
 mod common;
 mod durable;
 mod foundation;
+mod guard;
 mod hostile;
 mod live;
 mod ops;
