@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::IoSlice;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 /// Bytes shared by every connection that receives them.
@@ -485,6 +485,13 @@ struct Shared {
     live: Mutex<HashMap<i64, Vec<Arc<Outlet>>>>,
     delivered: AtomicU64,
     slow_disconnects: AtomicU64,
+    /// App id → who authorized it, with their scopes, as of the last event
+    /// the hub handled. Only the hub thread writes it (on a `token` event's
+    /// authorization change, before it counts the event as handled); replay
+    /// reads it for every event it sends, so a revocation or scope change
+    /// applies to the next event on every path, never to a copy loaded once
+    /// per connection.
+    grants: RwLock<HashMap<i64, Grants>>,
 }
 
 /// One subscriber as the hub sees it.
@@ -701,6 +708,17 @@ impl Hub {
         let _ = self.shared.tx.send(Msg::Shutdown);
     }
 
+    /// Would a stream (types, app, filter) receive this event under the
+    /// app's grants as they are now (as of the last event the hub handled)?
+    /// Replay asks this for every event it sends.
+    pub fn wants_now(&self, ev: &Event, types: u16, app_id: i64, filter: Option<&Filter>) -> bool {
+        if types & ev.kind.bit() == 0 {
+            return false;
+        }
+        let all = self.shared.grants.read().unwrap_or_else(|p| p.into_inner());
+        wants(ev, types, app_id, filter, all.get(&app_id))
+    }
+
     /// The highest event seq the hub has handled.
     pub fn last_seq(&self) -> &AtomicI64 {
         &self.shared.last_seq
@@ -787,7 +805,6 @@ struct HubState {
     conns: Vec<Sub>,
     /// Outlet id → index in `conns`.
     index: HashMap<u64, usize>,
-    grants: HashMap<i64, Grants>,
     shared: Arc<Shared>,
     save_tx: Sender<Vec<(i64, i64)>>,
     /// Cursors last handed to the saver.
@@ -811,6 +828,7 @@ impl Shared {
             live: Mutex::new(HashMap::new()),
             delivered: AtomicU64::new(0),
             slow_disconnects: AtomicU64::new(0),
+            grants: RwLock::new(HashMap::new()),
         })
     }
 }
@@ -851,10 +869,10 @@ fn once_per<K: PartialEq, V: Clone>(memo: &mut Vec<(K, V)>, key: K, make: impl F
 
 impl HubState {
     fn new(grants: HashMap<i64, Grants>, shared: Arc<Shared>, save_tx: Sender<Vec<(i64, i64)>>) -> HubState {
+        *shared.grants.write().unwrap_or_else(|p| p.into_inner()) = grants;
         HubState {
             conns: Vec::new(),
             index: HashMap::new(),
-            grants,
             shared,
             save_tx,
             saved: HashMap::new(),
@@ -970,30 +988,37 @@ impl HubState {
     }
 
     fn event(&mut self, ev: &Event, pending: &mut Pending) {
-        self.shared.last_seq.fetch_max(ev.seq, Ordering::SeqCst);
+        // Grants first, then the seq: a replay that reads up to `last_seq`
+        // then sees every authorization change up to it.
         if let Some(a) = &ev.auth {
+            let mut grants = self.shared.grants.write().unwrap_or_else(|p| p.into_inner());
             match &a.scopes {
                 Some(s) => {
-                    self.grants.entry(a.app_id).or_default().insert(a.user_id, s.clone());
+                    grants.entry(a.app_id).or_default().insert(a.user_id, s.clone());
                 }
                 None => {
-                    if let Some(m) = self.grants.get_mut(&a.app_id) {
+                    if let Some(m) = grants.get_mut(&a.app_id) {
                         m.remove(&a.user_id);
+                        if m.is_empty() {
+                            grants.remove(&a.app_id);
+                        }
                     }
                 }
             }
         }
+        self.shared.last_seq.fetch_max(ev.seq, Ordering::SeqCst);
         let bit = ev.kind.bit();
         let mut visible: Vec<(i64, bool)> = Vec::new();
         // (filter, app) → passes; a filter is matched once per event (per
         // app only when it uses $authorized_userids).
         let mut filtered: Vec<((usize, i64), bool)> = Vec::new();
         let mut rendered: Vec<((u16, Transport), Bytes)> = Vec::new();
+        let all_grants = self.shared.grants.read().unwrap_or_else(|p| p.into_inner());
         for (i, c) in self.conns.iter().enumerate() {
             if c.types & bit == 0 {
                 continue;
             }
-            let grants = || self.grants.get(&c.app_id);
+            let grants = || all_grants.get(&c.app_id);
             if !once_per(&mut visible, c.app_id, || admits(&ev.audience, c.app_id, grants())) {
                 continue;
             }

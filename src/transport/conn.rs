@@ -6,7 +6,7 @@
 
 use super::ConnCfg;
 use crate::filter::Filter;
-use crate::hub::{render, wants, Close, Flushed, Grants, Hub, Outlet};
+use crate::hub::{render, Close, Flushed, Hub, Outlet};
 use crate::model::Opts;
 use crate::storage::{streams, Db};
 use crate::wire::{self, Transport};
@@ -120,7 +120,6 @@ pub struct Replay {
     pub types: u16,
     pub app_id: i64,
     pub filter: Option<Arc<Filter>>,
-    pub grants: Grants,
     pub opts: Opts,
     pub transport: Transport,
     pub db: Arc<Db>,
@@ -174,7 +173,9 @@ impl Replay {
             let events = self.db.events_between(self.pos, upto).map_err(|e| e.message)?;
             log::debug!("connection {}: replaying {} events after {}", outlet.id, events.len(), self.pos);
             for ev in &events {
-                if wants(ev, self.types, self.app_id, self.filter.as_deref(), Some(&self.grants))
+                // The app's grants as they are now, for every event: a user
+                // who revokes the app mid-replay is out from the next one.
+                if self.hub.wants_now(ev, self.types, self.app_id, self.filter.as_deref())
                     && !outlet.send(render(ev, &self.opts, self.transport), ev.seq)
                 {
                     return Err("client went away during replay".into());

@@ -208,8 +208,7 @@ fn start_replay(
     end_at_hello: i64,
 ) -> ApiResult<conn::Replay> {
     let position = req.param("position").and_then(|p| p.parse::<i64>().ok()).filter(|p| *p >= 0);
-    let (grants, first_seq) =
-        ctx.db.read(|c| Ok((crate::hub::grants_of_app(c, acc.app_id)?, events::first_seq(c)?)))?;
+    let first_seq = ctx.db.read(|c| Ok(events::first_seq(c)?))?;
     // A position past the end of the log cannot have been delivered (a
     // stale or bogus one): clamp it to where the log ended before the
     // connection message, or it would hide every event up to it, including
@@ -250,7 +249,6 @@ fn start_replay(
         types: crate::event::types_to_bits(&acc.stream.object_types),
         app_id: acc.app_id,
         filter: acc.filter.clone(),
-        grants,
         opts,
         transport,
         db: ctx.db.clone(),

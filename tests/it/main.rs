@@ -1,6 +1,7 @@
 //! The one integration-test binary: every module drives the real `spout`
 //! executable through its HTTP and stream listeners.
 
+mod authz;
 mod bench_smoke;
 mod channels;
 mod common;
