@@ -715,6 +715,12 @@ pub fn save_file(c: &Connection, f: &FileRow) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A deleted file's bytes go at once (nothing serves them any more).
+pub fn drop_file_content(c: &Connection, id: i64) -> rusqlite::Result<()> {
+    c.qexec("UPDATE files SET content = NULL WHERE id = ?1", [id])?;
+    Ok(())
+}
+
 pub fn set_file_content(c: &Connection, id: i64, content: &[u8], mime: Option<&str>) -> rusqlite::Result<()> {
     c.qexec(
         "UPDATE files SET content = ?1, sha256 = ?2, mime_type = COALESCE(?3, mime_type) WHERE id = ?4",

@@ -4,14 +4,32 @@ use super::Cached;
 use crate::event::{Event, NewEvent, ObjType};
 use crate::util::now;
 use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+/// The types of event a deletion rewrites (`rewrite`): they are indexed
+/// by the object they are about, `meta.id` (a post, bookmark's post,
+/// message, file, poll, or channel).
+fn object_id(e: &NewEvent) -> Option<i64> {
+    match e.kind {
+        ObjType::Post
+        | ObjType::Bookmark
+        | ObjType::Message
+        | ObjType::File
+        | ObjType::Poll
+        | ObjType::Channel
+        | ObjType::ChannelSubscription => e.envelope["meta"]["id"].as_str()?.parse().ok(),
+        _ => None,
+    }
+}
 
 pub fn insert(c: &Connection, e: NewEvent) -> rusqlite::Result<Event> {
     let created_at = now();
     let audience = serde_json::to_string(&e.audience).unwrap_or_default();
     let auth = e.auth.as_ref().and_then(|a| serde_json::to_string(a).ok());
     c.qexec(
-        "INSERT INTO events (type, audience, auth, envelope, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![e.kind.as_str(), audience, auth, e.envelope.to_string(), created_at],
+        "INSERT INTO events (type, audience, auth, envelope, created_at, object_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![e.kind.as_str(), audience, auth, e.envelope.to_string(), created_at, object_id(&e)],
     )?;
     Ok(Event {
         seq: c.last_insert_rowid(),
@@ -21,6 +39,38 @@ pub fn insert(c: &Connection, e: NewEvent) -> rusqlite::Result<Event> {
         envelope: e.envelope,
         created_at,
     })
+}
+
+/// Rewrites the stored events of type `kind` about object `id` (its
+/// `meta.id`) with seq below `before`: `edit` changes each envelope in
+/// place, and those it changed are saved. A deletion calls this in its own
+/// transaction, so no replay after the commit sees the old content.
+/// Returns how many events changed.
+pub fn rewrite(
+    c: &Connection,
+    kind: ObjType,
+    id: i64,
+    before: i64,
+    mut edit: impl FnMut(&mut Value),
+) -> rusqlite::Result<usize> {
+    let rows: Vec<(i64, String)> = {
+        let mut st = c.prepare_cached(
+            "SELECT seq, envelope FROM events WHERE object_id = ?1 AND type = ?2 AND seq < ?3",
+        )?;
+        let rows = st.query_map(params![id, kind.as_str(), before], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut changed = 0;
+    for (seq, text) in rows {
+        let Ok(mut env) = serde_json::from_str::<Value>(&text) else { continue };
+        let was = env.clone();
+        edit(&mut env);
+        if env != was {
+            c.qexec("UPDATE events SET envelope = ?1 WHERE seq = ?2", params![env.to_string(), seq])?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
 }
 
 /// The oldest seq still in the log (retention removes older ones).

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/005_user_counters.sql"),
     include_str!("../../migrations/006_drop_redundant_index.sql"),
     include_str!("../../migrations/007_drop_events_by_time.sql"),
+    include_str!("../../migrations/008_events_by_object.sql"),
 ];
 
 /// The schema version this build writes.
@@ -49,5 +50,32 @@ mod tests {
         migrate(&mut c).unwrap();
         let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, LATEST);
+    }
+
+    /// Version 8 indexes the events already in the log by their object.
+    #[test]
+    fn version_8_fills_object_ids_of_existing_events() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA_V1).unwrap();
+        for sql in &MIGRATIONS[..6] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 7).unwrap();
+        for (kind, id) in [("post", "12"), ("user", "3"), ("message", "7")] {
+            c.execute(
+                "INSERT INTO events (type, audience, envelope, created_at) VALUES (?1, '{}', ?2, 0)",
+                [kind, &format!(r#"{{"meta":{{"id":"{id}"}},"data":{{}}}}"#)],
+            )
+            .unwrap();
+        }
+        migrate(&mut c).unwrap();
+        let ids: Vec<Option<i64>> = c
+            .prepare("SELECT object_id FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ids, [Some(12), None, Some(7)]);
     }
 }

@@ -157,6 +157,13 @@ pub fn live_reposts_of(c: &Connection, id: i64) -> rusqlite::Result<Vec<i64>> {
     rows.collect()
 }
 
+/// Every repost of `id`, deleted ones included.
+pub fn reposts_of(c: &Connection, id: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut st = c.prepare_cached("SELECT id FROM posts WHERE repost_of = ?1 ORDER BY id")?;
+    let rows = st.query_map([id], |r| r.get(0))?;
+    rows.collect()
+}
+
 /// `user`'s live repost of `original`, if any.
 pub fn live_repost_by(c: &Connection, original: i64, user: i64) -> rusqlite::Result<Option<i64>> {
     c.qrow(

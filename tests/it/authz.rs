@@ -12,6 +12,8 @@ const PW: &str = "pw";
 #[allow(dead_code)] // filled in by the later steps of this file
 struct Fx {
     s: Server,
+    /// App A's client id and secret.
+    app: (String, String),
     /// App A's app token.
     tok: String,
     alice: String,
@@ -46,7 +48,7 @@ fn fx_with(flags: &[&str]) -> Fx {
     let alice = s.user_token(&app, "alice", PW, scopes);
     let bob = s.user_token(&other, "bob", PW, scopes);
     let carol = s.user_token(&other, "carol", PW, scopes);
-    Fx { s, tok, alice, bob, carol, alice_id, bob_id }
+    Fx { s, app, tok, alice, bob, carol, alice_id, bob_id }
 }
 
 impl Fx {
@@ -143,4 +145,91 @@ fn a_revocation_applies_to_the_replay_of_a_slow_reader() {
         messages[0]
     );
     assert_eq!(got.iter().filter(|v| v["meta"]["type"] == "post").count(), 110, "every post arrived");
+}
+
+/// Events of a fresh stream on app A replayed from `position=0`, up to a
+/// marker post made now.
+fn replay_all(f: &Fx, key: &str, types: &[&str]) -> Vec<Value> {
+    let types: Vec<&str> = types.iter().copied().chain(["post"]).collect();
+    f.s.create_stream(&f.tok, key, &types);
+    f.post(&f.bob, json!({"text": "marker"}));
+    let (mut ws, _) = f
+        .s
+        .ws(&format!("access_token={}&key={key}&position=0&include_raw=1&include_recent_message=1", f.tok));
+    events_until(&mut ws, "marker", 1000)
+}
+
+/// Issue 16 point 10: a post deleted by its author is not replayed with its
+/// text to a stream created later with `?position=0`: not its own events,
+/// not a repost's (which embeds it), not a bookmark's.
+#[test]
+fn a_deleted_post_is_replayed_without_its_text() {
+    let f = fx_with(&[]);
+    let id = f
+        .post(&f.alice, json!({"text": "secret post text", "raw": {"com.example.x": [{"k": "secret raw"}]}}));
+    f.ok("PUT", &format!("/v1/posts/{id}/bookmark"), &f.bob, json!({}));
+    f.ok("PUT", &format!("/v1/posts/{id}/repost"), &f.carol, json!({}));
+    f.ok("DELETE", &format!("/v1/posts/{id}"), &f.alice, json!({}));
+    let got = replay_all(&f, "k", &["bookmark"]);
+    let leaked: Vec<&Value> = got.iter().filter(|v| v.to_string().contains("secret")).collect();
+    assert!(
+        leaked.is_empty(),
+        "{} replayed events still carry the deleted post: {}",
+        leaked.len(),
+        leaked[0]
+    );
+    let first = got.iter().find(|v| v["meta"]["type"] == "post" && v["meta"]["id"] == id.as_str()).unwrap();
+    assert_eq!(first["data"][0]["is_deleted"], true, "{first}");
+    assert_eq!(got.iter().filter(|v| v["meta"]["type"] == "bookmark").count(), 1);
+    let repost = got.iter().find(|v| v["data"][0]["repost_of"]["id"] == id.as_str()).unwrap();
+    assert_eq!(repost["data"][0]["repost_of"]["is_deleted"], true, "{repost}");
+}
+
+/// Issue 16 point 10: a PM deleted before its recipient authorized an app
+/// is not replayed to that app with its text.
+#[test]
+fn a_pm_deleted_before_the_app_was_authorized_is_replayed_without_its_text() {
+    let f = fx_with(&[]);
+    let (ch, mid) = f.pm(&f.bob, "@carol", "secret pm text");
+    f.ok("DELETE", &format!("/v1/channels/{ch}/messages/{mid}"), &f.bob, json!({}));
+    // Carol authorizes app A only now.
+    f.s.user_token(&f.app, "carol", PW, "messages");
+    let got = replay_all(&f, "k", &["message", "channel", "channel_subscription"]);
+    let leaked: Vec<&Value> = got.iter().filter(|v| v.to_string().contains("secret")).collect();
+    assert!(leaked.is_empty(), "{} replayed events still carry the deleted PM: {}", leaked.len(), leaked[0]);
+    let msgs: Vec<&Value> = got.iter().filter(|v| v["meta"]["type"] == "message").collect();
+    assert_eq!(msgs.len(), 2, "the PM and its deletion: {msgs:?}");
+    assert!(msgs.iter().all(|m| m["data"][0]["is_deleted"] == true), "{msgs:?}");
+}
+
+/// A deleted message that was its channel's recent message is redacted in
+/// the channel events that showed it too.
+#[test]
+fn a_deleted_message_is_redacted_in_the_channel_events_that_showed_it() {
+    let f = fx_with(&[]);
+    let acl = json!({"read": {"user_ids": [f.alice_id]}});
+    let ch = f.ok("POST", "/v1/channels", &f.bob, json!({"type": "com.example.room", "acl": acl}));
+    let ch = ch["id"].as_str().unwrap().to_string();
+    let m =
+        f.ok("POST", &format!("/v1/channels/{ch}/messages"), &f.bob, json!({"text": "secret recent text"}));
+    let mid = m["id"].as_str().unwrap().to_string();
+    // A channel event now shows the message as the recent one.
+    f.ok("PUT", &format!("/v1/channels/{ch}"), &f.bob, json!({"raw": {"com.example.x": [{}]}}));
+    f.ok("DELETE", &format!("/v1/channels/{ch}/messages/{mid}"), &f.bob, json!({}));
+    let got = replay_all(&f, "k", &["message", "channel", "channel_subscription"]);
+    assert!(
+        got.iter()
+            .any(|v| v["meta"]["type"] == "channel" && v["data"]["recent_message"]["id"] == mid.as_str()),
+        "a channel event shows the message: {:?}",
+        got.iter()
+            .map(|v| (v["meta"]["type"].clone(), v["data"]["recent_message"]["id"].clone()))
+            .collect::<Vec<_>>()
+    );
+    let leaked: Vec<&Value> = got.iter().filter(|v| v.to_string().contains("secret")).collect();
+    assert!(
+        leaked.is_empty(),
+        "{} replayed events still carry the deleted message: {}",
+        leaked.len(),
+        leaked[0]
+    );
 }

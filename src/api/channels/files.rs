@@ -14,7 +14,7 @@ use crate::http::multipart;
 use crate::http::{Req, Resp};
 use crate::model::{prune, Kind, Opts};
 use crate::storage::channels::{self as store, FileRow, NewFile};
-use crate::storage::Tx;
+use crate::storage::{events, Tx};
 use crate::util::{iso8601, now};
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
@@ -265,6 +265,15 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         let mut f = owned_file(tx, p[0], uid)?;
         f.is_deleted = true;
         store::save_file(tx, &f)?;
+        store::drop_file_content(tx, f.id)?;
+        // Deletion is final (issue 16): the file's earlier events now
+        // carry it as deleted, in this transaction.
+        let gone = file_value(tx, &ctx.api_url, &f, true)?;
+        events::rewrite(tx, ObjType::File, f.id, i64::MAX, |env| {
+            if let Some(d) = env.get_mut("data") {
+                *d = gone.clone();
+            }
+        })?;
         emit_file(tx, &ctx.api_url, &f)
     })?;
     Ok(Resp::ok(render(ev.object(), req)))

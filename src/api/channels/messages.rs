@@ -12,7 +12,7 @@ use crate::event::{Event, NewEvent, ObjType};
 use crate::http::{Req, Resp};
 use crate::model::{prune, Kind, Opts};
 use crate::storage::channels::{self as store, Acl, ChannelRow, Group, MessageRow, NewMessage};
-use crate::storage::Tx;
+use crate::storage::{events, Tx};
 use crate::util::{iso8601, now};
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
@@ -296,6 +296,7 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         let by = if by_author { None } else { Some(uid) };
         store::delete_message(tx, m.id, by)?;
         let m = store::message(tx, m.id)?.ok_or_else(ApiError::internal)?;
+        redact_message(tx, &ctx.api_url, &m)?;
         Ok(Deletion::Now(emit_message(tx, &ctx.api_url, &ch, &m, true)?))
     })?;
     let v = match done {
@@ -304,6 +305,34 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         Deletion::Before(m) => ctx.db.read(|c| message_value(c, &ctx.api_url, &m))?,
     };
     Ok(Resp::ok(rendered(v, &Opts::from_req(req))))
+}
+
+/// Deletion is final (issue 16): the events already in the log that
+/// carried message `m` (just deleted) carry it as REST now shows it,
+/// without its text: its own events, and the channel and subscription
+/// events of its channel that show it as the recent message. Runs in the
+/// deleting transaction, so no replay after the commit sees the content.
+fn redact_message(tx: &Tx, api_url: &str, m: &MessageRow) -> ApiResult<()> {
+    let gone = message_value(tx, api_url, m)?;
+    let id = json!(m.id.to_string());
+    let set = |at: &'static str| {
+        let (gone, id) = (&gone, &id);
+        move |env: &mut Value| {
+            if let Some(slot) = env.pointer_mut(at).filter(|v| v.get("id") == Some(id)) {
+                *slot = gone.clone();
+            }
+        }
+    };
+    events::rewrite(tx, ObjType::Message, m.id, i64::MAX, set("/data/0"))?;
+    events::rewrite(tx, ObjType::Channel, m.channel_id, i64::MAX, set("/data/recent_message"))?;
+    events::rewrite(
+        tx,
+        ObjType::ChannelSubscription,
+        m.channel_id,
+        i64::MAX,
+        set("/data/channel/recent_message"),
+    )?;
+    Ok(())
 }
 
 fn set_sticky(ctx: &Ctx, req: &Req, p: &[&str], sticky: bool) -> ApiResult<Resp> {

@@ -7,9 +7,11 @@ use super::{bool_field, id_list, new_raw, page, page_meta};
 use crate::api::{parse_id, Ctx};
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
+use crate::event::ObjType;
 use crate::http::{Req, Resp};
 use crate::model::{prune, Kind, Opts};
 use crate::storage::channels::{self as store, NewPoll, PollRow};
+use crate::storage::events;
 use crate::util::now;
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -308,6 +310,14 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         }
         store::delete_poll(tx, poll.id)?;
         let gone = PollRow { is_deleted: true, ..poll };
+        // Deletion is final (issue 16): the poll's earlier events now
+        // carry it as deleted, in this transaction.
+        let shown = store::poll_json(tx, &ctx.api_url, &gone, None, false)?;
+        events::rewrite(tx, ObjType::Poll, gone.id, i64::MAX, |env| {
+            if let Some(slot) = env.pointer_mut("/data/poll") {
+                *slot = shown.clone();
+            }
+        })?;
         store::emit_poll_end(tx, &ctx.api_url, &gone, uid, "is_deleted")?;
         value(tx, ctx, &gone, uid, &Opts::from_req(req))
     })?;

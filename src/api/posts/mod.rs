@@ -13,7 +13,7 @@ use crate::event::{Audience, Event, NewEvent, ObjType};
 use crate::http::{Req, Resp};
 use crate::model::{self, prune, Kind, Opts};
 use crate::storage::posts::{self as store, NewPost, Page, PageReq, PostList, PostRow};
-use crate::storage::{apps, users, Tx};
+use crate::storage::{apps, events, users, Tx};
 use crate::util::{iso8601, now};
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
@@ -577,11 +577,15 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         }
         if !row.is_deleted {
             store::mark_deleted(tx, id)?;
+            // Deleting an original deletes its reposts.
+            let reposts = store::live_reposts_of(tx, id)?;
+            for r in &reposts {
+                store::mark_deleted(tx, *r)?;
+            }
+            redact_post(tx, &ctx.api_url, id)?;
             let row = store::by_id(tx, id)?.ok_or_else(ApiError::internal)?;
             emit_post(tx, &ctx.api_url, &row, Some(("is_deleted", json!(true))))?;
-            // Deleting an original deletes its reposts.
-            for r in store::live_reposts_of(tx, id)? {
-                store::mark_deleted(tx, r)?;
+            for r in reposts {
                 let rp = store::by_id(tx, r)?.ok_or_else(ApiError::internal)?;
                 emit_post(tx, &ctx.api_url, &rp, Some(("is_deleted", json!(true))))?;
             }
@@ -590,6 +594,32 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         view.render(tx, &ctx.api_url, &row)
     })?;
     Ok(Resp::ok(v))
+}
+
+/// Deletion is final (issue 16): the events already in the log that
+/// carried post `id` (just marked deleted) carry it as REST now shows it,
+/// without its text or raw: its own events, those of every repost of it
+/// (which embed it), and the bookmark events about it. Runs in the
+/// deleting transaction, so no replay after the commit sees the content.
+fn redact_post(tx: &Tx, api_url: &str, id: i64) -> ApiResult<()> {
+    let row = store::by_id(tx, id)?.ok_or_else(ApiError::internal)?;
+    let gone = event_post(tx, api_url, &row)?;
+    let set = |at: &'static str, v: &Value| {
+        let v = v.clone();
+        move |env: &mut Value| {
+            if let Some(slot) = env.pointer_mut(at) {
+                *slot = v.clone();
+            }
+        }
+    };
+    events::rewrite(tx, ObjType::Post, id, i64::MAX, set("/data/0", &gone))?;
+    events::rewrite(tx, ObjType::Bookmark, id, i64::MAX, set("/data/post", &gone))?;
+    for r in store::reposts_of(tx, id)? {
+        let rp = store::by_id(tx, r)?.ok_or_else(ApiError::internal)?;
+        let shown = event_post(tx, api_url, &rp)?;
+        events::rewrite(tx, ObjType::Post, r, i64::MAX, set("/data/0", &shown))?;
+    }
+    Ok(())
 }
 
 pub fn repost(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
