@@ -78,6 +78,36 @@ pub fn has_scope(have: &[String], want: &str) -> bool {
     })
 }
 
+/// The channel type of private messages: the one type `public_messages`
+/// never covers.
+pub const PM_CHANNEL: &str = "io.pnut.core.pm";
+
+/// The one rule for which scope covers which channel, shared by REST and
+/// the streams (pnut: `messages` ⊃ `public_messages`, extended
+/// `scope:type`): `messages` covers every channel, `public_messages` every
+/// channel but PMs, and `messages:T` / `public_messages:T` only channels
+/// of type T (`public_messages:io.pnut.core.pm` covers nothing).
+pub fn covers_channel(scopes: &[String], channel_type: &str) -> bool {
+    scopes.iter().any(|s| {
+        let (base, only) = match s.split_once(':') {
+            Some((b, t)) => (b, Some(t)),
+            None => (s.as_str(), None),
+        };
+        let base_covers = match base {
+            "messages" => true,
+            "public_messages" => channel_type != PM_CHANNEL,
+            _ => false,
+        };
+        base_covers && only.is_none_or(|t| t == channel_type)
+    })
+}
+
+/// Does the grant reach any channel at all (`messages` or
+/// `public_messages`, plain or extended)?
+pub fn reads_channels(scopes: &[String]) -> bool {
+    has_scope(scopes, "public_messages")
+}
+
 /// Parses a comma- or space-separated scope list: known names (optionally
 /// `name:type`), duplicates collapsed, `basic` added, canonical order.
 pub fn parse_scopes(input: &str) -> ApiResult<Vec<String>> {
@@ -117,6 +147,23 @@ mod tests {
         assert!(has_scope(&have, "public_messages"));
         assert!(!has_scope(&have, "stream"));
         assert!(has_scope(&[], "basic"));
+    }
+
+    #[test]
+    fn the_channel_scope_rule() {
+        let g = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+        let room = "com.example.room";
+        assert!(covers_channel(&g(&["messages"]), PM_CHANNEL));
+        assert!(covers_channel(&g(&["messages"]), room));
+        assert!(!covers_channel(&g(&["public_messages"]), PM_CHANNEL));
+        assert!(covers_channel(&g(&["public_messages"]), room));
+        assert!(covers_channel(&g(&["messages:io.pnut.core.pm"]), PM_CHANNEL));
+        assert!(!covers_channel(&g(&["messages:io.pnut.core.pm"]), room));
+        assert!(covers_channel(&g(&["public_messages:com.example.room"]), room));
+        assert!(!covers_channel(&g(&["public_messages:com.example.room"]), "io.pnut.core.chat"));
+        assert!(!covers_channel(&g(&["public_messages:io.pnut.core.pm"]), PM_CHANNEL));
+        assert!(!covers_channel(&g(&["basic", "stream", "files"]), room));
+        assert!(reads_channels(&g(&["public_messages:x.y"])) && !reads_channels(&g(&["stream"])));
     }
 
     #[test]

@@ -91,6 +91,10 @@ pub enum Audience {
     /// Apps that any user authorized with one of `scopes` (for example
     /// channels every user may read).
     AnyUser { scopes: Vec<String> },
+    /// Events about a channel of `channel_type`: apps that one of `users`
+    /// (`None`: any user) authorized with a scope that covers that type
+    /// (`auth::covers_channel`, the rule REST applies too).
+    Channel { channel_type: String, users: Option<Vec<i64>> },
 }
 
 /// An authorization change carried by a `token` event, so the hub's map of
@@ -195,6 +199,12 @@ impl Audience {
                 users.iter().any(|u| scopes_of(*u).is_some_and(|have| covers(have, scopes)))
             }
             Audience::AnyUser { scopes } => all_grants.into_iter().any(|have| covers(have, scopes)),
+            Audience::Channel { channel_type, users: Some(users) } => users
+                .iter()
+                .any(|u| scopes_of(*u).is_some_and(|have| crate::auth::covers_channel(have, channel_type))),
+            Audience::Channel { channel_type, users: None } => {
+                all_grants.into_iter().any(|have| crate::auth::covers_channel(have, channel_type))
+            }
         }
     }
 }
@@ -238,6 +248,24 @@ mod tests {
         let any = Audience::AnyUser { scopes: vec!["messages".into()] };
         assert!(admits(&any, 7, &g));
         assert!(!admits(&any, 7, &none));
+    }
+
+    #[test]
+    fn channel_audiences_follow_the_scope_rule() {
+        let mut g = HashMap::new();
+        g.insert(1, vec!["public_messages".to_string()]);
+        g.insert(2, vec!["messages".to_string()]);
+        let pm = |users| Audience::Channel { channel_type: "io.pnut.core.pm".into(), users };
+        let room = |users| Audience::Channel { channel_type: "com.example.room".into(), users };
+        assert!(!admits(&pm(Some(vec![1])), 7, &g), "public_messages does not cover PMs");
+        assert!(admits(&pm(Some(vec![1, 2])), 7, &g));
+        assert!(admits(&room(Some(vec![1])), 7, &g));
+        assert!(!admits(&room(Some(vec![3])), 7, &g));
+        assert!(admits(&room(None), 7, &g));
+        g.remove(&2);
+        assert!(!admits(&pm(None), 7, &g));
+        let stored = serde_json::to_string(&room(None)).unwrap();
+        assert_eq!(serde_json::from_str::<Audience>(&stored).unwrap(), room(None));
     }
 
     #[test]

@@ -111,15 +111,21 @@ impl ChannelRow {
     pub fn chat_name(&self) -> Option<String> {
         self.raw["io.pnut.core.chat-settings"][0]["name"].as_str().map(str::to_string)
     }
-    /// Who may see events about this channel (see the Live delivery issue).
+    /// Who may see events about this channel: apps authorized by a user
+    /// who may read it, with a scope that covers its type.
     pub fn audience(&self) -> Audience {
-        if self.acl.read.public {
-            Audience::AnyUser { scopes: vec!["messages".into(), "public_messages".into()] }
-        } else if self.acl.read.any_user || self.acl.write.any_user {
-            Audience::AnyUser { scopes: vec!["messages".into()] }
+        let users = if self.acl.read.public || self.acl.read.any_user || self.acl.write.any_user {
+            None
         } else {
-            Audience::Users { users: self.named_users(), scopes: vec!["messages".into()] }
-        }
+            Some(self.named_users())
+        };
+        Audience::Channel { channel_type: self.kind.clone(), users }
+    }
+
+    /// The audience of an event about `uid` in this channel (their
+    /// subscription, their presence).
+    pub fn audience_of(&self, uid: i64) -> Audience {
+        Audience::Channel { channel_type: self.kind.clone(), users: Some(vec![uid]) }
     }
 }
 
@@ -1161,7 +1167,7 @@ mod tests {
         assert_eq!(ch.named_users(), vec![1, 2, 3]);
         ch.acl.read.public = true;
         assert!(ch.can_read(None));
-        assert!(matches!(ch.audience(), Audience::AnyUser { scopes } if scopes.len() == 2));
+        assert!(matches!(ch.audience(), Audience::Channel { users: None, .. }));
     }
 
     #[test]

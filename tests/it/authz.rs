@@ -233,3 +233,74 @@ fn a_deleted_message_is_redacted_in_the_channel_events_that_showed_it() {
         leaked[0]
     );
 }
+
+/// Issue 16 point 11 (scopes): a `public_messages` token does not reach
+/// PMs, its user's own included, by any read path, and cannot post into
+/// one; it does reach the user's other channels. `messages` reaches both.
+#[test]
+fn public_messages_does_not_reach_pms_on_any_path() {
+    let f = fx_with(&[]);
+    let (pm, mid) = f.pm(&f.alice, "@bob", "private words");
+    let acl = json!({"read": {"user_ids": [f.bob_id]}, "write": {"user_ids": [f.bob_id]}});
+    let room = f.ok("POST", "/v1/channels", &f.alice, json!({"type": "com.example.room", "acl": acl}));
+    let room = room["id"].as_str().unwrap().to_string();
+    let rm = f.ok("POST", &format!("/v1/channels/{room}/messages"), &f.alice, json!({"text": "room words"}));
+    let rmid = rm["id"].as_str().unwrap().to_string();
+    let public = f.s.user_token(&f.s.add_app("P"), "alice", PW, "public_messages");
+
+    // Reads: one message by id, a list of ids, the channel, its messages,
+    // the author's own messages, the inbox.
+    assert_error(&f.s.get(&format!("/v1/channels/{pm}/messages/{mid}"), Some(&public)), 403, "channel");
+    let many = f.s.get(&format!("/v1/channels/messages?ids={mid},{rmid}"), Some(&public));
+    assert_eq!(many.status, 200, "{}", many.body);
+    let ids: Vec<&str> =
+        many.body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [rmid.as_str()], "only the room's message: {}", many.body);
+    assert_eq!(f.s.get(&format!("/v1/channels/{pm}"), Some(&public)).status, 403);
+    assert_eq!(f.s.get(&format!("/v1/channels/{pm}/messages"), Some(&public)).status, 403);
+    let mine = f.s.get("/v1/users/me/messages", Some(&public));
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    let ids: Vec<&str> =
+        mine.body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [rmid.as_str()], "{}", mine.body);
+    let inbox = f.s.get("/v1/users/me/channels/subscribed", Some(&public));
+    let chans: Vec<&str> =
+        inbox.body["data"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(chans, [room.as_str()], "{}", inbox.body);
+    // Writes: not into the PM, by id or by the PM shortcut; into the room.
+    let r = f.s.json("POST", &format!("/v1/channels/{pm}/messages"), Some(&public), json!({"text": "x"}));
+    assert_error(&r, 403, "io.pnut.core.pm");
+    let r = f.s.json(
+        "POST",
+        "/v1/channels/pm/messages",
+        Some(&public),
+        json!({"destinations": ["@bob"], "text": "x"}),
+    );
+    assert_error(&r, 403, "io.pnut.core.pm");
+    let r = f.s.json("POST", &format!("/v1/channels/{room}/messages"), Some(&public), json!({"text": "ok"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    // The full scope reaches the PM.
+    let full = f.s.get(&format!("/v1/channels/{pm}/messages/{mid}"), Some(&f.alice));
+    assert_eq!(full.body["data"]["content"]["text"], "private words", "{}", full.body);
+}
+
+/// The same rule on the stream: an app whose only user granted
+/// `public_messages` gets that user's room messages, never their PMs.
+#[test]
+fn a_public_messages_grant_brings_no_pm_events() {
+    let f = fx_with(&[]);
+    let app = f.s.add_app("P");
+    let tok = f.s.app_token(&app);
+    f.s.user_token(&app, "bob", PW, "public_messages");
+    f.s.create_stream(&tok, "k", &["message", "post"]);
+    let (mut ws, _) = f.s.ws(&format!("access_token={tok}&key=k"));
+    let acl = json!({"read": {"user_ids": [f.bob_id]}});
+    let room = f.ok("POST", "/v1/channels", &f.alice, json!({"type": "com.example.room", "acl": acl}));
+    let room = room["id"].as_str().unwrap().to_string();
+    f.pm(&f.alice, "@bob", "private words");
+    f.ok("POST", &format!("/v1/channels/{room}/messages"), &f.alice, json!({"text": "room words"}));
+    f.post(&f.alice, json!({"text": "marker"}));
+    let got = events_until(&mut ws, "marker", 100);
+    let texts: Vec<&Value> = got.iter().map(|v| &v["data"][0]["content"]["text"]).collect();
+    assert_eq!(texts, [&json!("room words")], "{got:?}");
+}

@@ -73,18 +73,19 @@ pub const ROUTES: &[Route] = &[
     ("PUT", "/v1/polls/{}/response/{}", polls::respond_one),
 ];
 
-pub const PM: &str = "io.pnut.core.pm";
+pub const PM: &str = auth::PM_CHANNEL;
 pub const CHAT: &str = "io.pnut.core.chat";
 const CHAT_SETTINGS: &str = "io.pnut.core.chat-settings";
 
 // ------------------------------------------------------------------ callers
 
-/// Who is reading: nobody, a user (with or without the `messages` scope),
-/// or an app reading for the users who authorized it with `messages`.
+/// Who is reading: nobody, a user (whose token's scopes decide which
+/// channel types it covers, `auth::covers_channel`), or an app reading for
+/// the users who authorized it (with their scopes).
 pub enum Caller {
     Anon,
-    User { id: i64, messages: bool },
-    App(Vec<i64>),
+    User { id: i64, scopes: Vec<String> },
+    App(Vec<(i64, Vec<String>)>),
 }
 
 impl Caller {
@@ -95,13 +96,65 @@ impl Caller {
         }
     }
 
+    /// A public channel, or one the caller may read with a scope that
+    /// covers its type.
     pub fn can_read(&self, ch: &ChannelRow) -> bool {
-        match self {
-            Caller::Anon => ch.acl.read.public,
-            Caller::User { id, messages: true } => ch.can_read(Some(*id)),
-            Caller::User { .. } => ch.acl.read.public,
-            Caller::App(users) => ch.acl.read.public || users.iter().any(|u| ch.can_read(Some(*u))),
+        ch.acl.read.public
+            || match self {
+                Caller::Anon => false,
+                Caller::User { id, scopes } => {
+                    auth::covers_channel(scopes, &ch.kind) && ch.can_read(Some(*id))
+                }
+                Caller::App(users) => {
+                    users.iter().any(|(u, s)| auth::covers_channel(s, &ch.kind) && ch.can_read(Some(*u)))
+                }
+            }
+    }
+
+    /// A message of `ch` written by `author`: readable with the channel, or
+    /// by its author (who may have lost access) with a covering scope.
+    pub fn can_read_message(&self, ch: &ChannelRow, author: i64) -> bool {
+        self.can_read(ch)
+            || matches!(self, Caller::User { id, scopes } if *id == author && auth::covers_channel(scopes, &ch.kind))
+    }
+}
+
+/// The user a channel endpoint acts for, with the scopes that decide which
+/// channel types its token covers.
+pub struct Me {
+    pub id: i64,
+    pub app_id: i64,
+    pub scopes: Vec<String>,
+}
+
+impl Me {
+    pub fn covers(&self, kind: &str) -> bool {
+        auth::covers_channel(&self.scopes, kind)
+    }
+
+    /// 403 unless the token covers channels of type `kind`.
+    pub fn require(&self, kind: &str) -> ApiResult<()> {
+        if self.covers(kind) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("This token's scopes do not cover {kind} channels")))
         }
+    }
+
+    /// The channel (404 if missing), if the token covers its type (403).
+    pub fn channel(&self, c: &Connection, raw_id: &str) -> ApiResult<ChannelRow> {
+        let ch = find_channel(c, raw_id)?;
+        self.require(&ch.kind)?;
+        Ok(ch)
+    }
+
+    /// `channel`, and the user may read it (403).
+    pub fn readable(&self, c: &Connection, raw_id: &str) -> ApiResult<ChannelRow> {
+        let ch = self.channel(c, raw_id)?;
+        if !ch.can_read(Some(self.id)) {
+            return Err(ApiError::forbidden(format!("You may not read channel {}", ch.id)));
+        }
+        Ok(ch)
     }
 }
 
@@ -111,29 +164,28 @@ pub fn reader(ctx: &Ctx, req: &Req) -> ApiResult<Caller> {
     let Some(p) = auth::optional(&ctx.db, req)? else { return Ok(Caller::Anon) };
     match p.user_id {
         Some(id) => {
-            let messages = auth::has_scope(&p.scopes, "messages");
-            if !messages && !auth::has_scope(&p.scopes, "public_messages") {
-                return Err(ApiError::forbidden("This endpoint requires the 'messages' scope"));
+            if !auth::reads_channels(&p.scopes) {
+                return Err(ApiError::forbidden(MESSAGES_SCOPE));
             }
-            Ok(Caller::User { id, messages })
+            Ok(Caller::User { id, scopes: p.scopes })
         }
         None => {
             let users = ctx.db.read(|c| Ok(apps::authorizations_of_app(c, p.app.id)?))?;
-            Ok(Caller::App(
-                users
-                    .into_iter()
-                    .filter(|a| auth::has_scope(&a.scopes, "messages"))
-                    .map(|a| a.user_id)
-                    .collect(),
-            ))
+            Ok(Caller::App(users.into_iter().map(|a| (a.user_id, a.scopes)).collect()))
         }
     }
 }
 
-/// A user token with `messages`: (user id, app id).
-pub fn writer(ctx: &Ctx, req: &Req) -> ApiResult<(i64, i64)> {
-    let (p, uid) = auth::user(&ctx.db, req, Some("messages"))?;
-    Ok((uid, p.app.id))
+const MESSAGES_SCOPE: &str = "This endpoint requires the 'messages' or 'public_messages' scope";
+
+/// A user token with `messages` or `public_messages` (which channels it
+/// reaches is checked per channel: `Me::channel`, `Me::covers`).
+pub fn writer(ctx: &Ctx, req: &Req) -> ApiResult<Me> {
+    let (p, uid) = auth::user(&ctx.db, req, None)?;
+    if !auth::reads_channels(&p.scopes) {
+        return Err(ApiError::forbidden(MESSAGES_SCOPE));
+    }
+    Ok(Me { id: uid, app_id: p.app.id, scopes: p.scopes })
 }
 
 pub fn find_channel(c: &Connection, raw_id: &str) -> ApiResult<ChannelRow> {
@@ -392,7 +444,7 @@ pub fn emit_subscription(
     }
     tx.emit(NewEvent {
         kind: ObjType::ChannelSubscription,
-        audience: Audience::Users { users: vec![uid], scopes: vec!["messages".into()] },
+        audience: ch.audience_of(uid),
         auth: None,
         envelope: crate::util::obj([("meta", meta), ("data", data)]),
     })
@@ -602,10 +654,12 @@ fn check_chat_raw(kind: &str, raw: &Value) -> ApiResult<()> {
 // ----------------------------------------------------------- channel CRUD
 
 pub fn create_channel(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = writer(ctx, req)?;
+    let me = writer(ctx, req)?;
+    let uid = me.id;
     let body = req.params()?;
     let kind = crate::http::str_field(&body, "type")?.unwrap_or("");
     check_type(kind)?;
+    me.require(kind)?;
     if kind == PM {
         return Err(ApiError::bad_request(
             "type: io.pnut.core.pm channels are created by POST /v1/channels/pm/messages",
@@ -654,10 +708,11 @@ pub fn get_channels(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 
 /// Owner or full access: `acl` (owner for `full`) and `raw`.
 pub fn update_channel(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = writer(ctx, req)?;
+    let me = writer(ctx, req)?;
+    let uid = me.id;
     let body = req.params()?;
     let v = ctx.db.write(|tx| {
-        let mut ch = find_channel(tx, p[0])?;
+        let mut ch = me.channel(tx, p[0])?;
         if !ch.can_full(Some(uid)) {
             return Err(ApiError::forbidden(
                 "Only the owner or users with full access may edit this channel",
@@ -677,15 +732,18 @@ pub fn update_channel(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         store::save_channel(tx, &ch)?;
         // Users who lost access still hear about the change that removed them.
         let audience = match (before, ch.audience()) {
-            (Audience::Users { users: mut a, scopes }, Audience::Users { users: b, .. }) => {
+            (
+                Audience::Channel { channel_type, users: Some(mut a) },
+                Audience::Channel { users: Some(b), .. },
+            ) => {
                 for u in b {
                     if !a.contains(&u) {
                         a.push(u);
                     }
                 }
-                Audience::Users { users: a, scopes }
+                Audience::Channel { channel_type, users: Some(a) }
             }
-            (Audience::AnyUser { scopes }, Audience::Users { .. }) => Audience::AnyUser { scopes },
+            (before @ Audience::Channel { users: None, .. }, _) => before,
             (_, after) => after,
         };
         emit_channel(tx, &ctx.api_url, &ch, audience)?;
@@ -696,9 +754,10 @@ pub fn update_channel(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 
 /// Owner only, not PMs: irreversible; drops subscriptions, keeps messages.
 pub fn deactivate_channel(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = writer(ctx, req)?;
+    let me = writer(ctx, req)?;
+    let uid = me.id;
     let v = ctx.db.write(|tx| {
-        let mut ch = find_channel(tx, p[0])?;
+        let mut ch = me.channel(tx, p[0])?;
         if ch.kind == PM {
             return Err(ApiError::forbidden("PM channels cannot be deactivated"));
         }
@@ -720,13 +779,16 @@ pub fn deactivate_channel(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 }
 
 pub fn my_channels(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = writer(ctx, req)?;
+    let me = writer(ctx, req)?;
+    let uid = me.id;
     let pg = page(req)?;
     let opts = channel_opts(req, true);
     let (list, keys, more) = ctx.db.read(|c| {
         let (rows, more) = store::owned_channels(c, uid, &pg, req.flag("include_inactive", false))?;
         let mut out = Vec::new();
-        for ch in &rows {
+        // A channel of a type the token does not cover is left out of the
+        // page (which may then be short).
+        for ch in rows.iter().filter(|ch| me.covers(&ch.kind)) {
             out.push(rendered(channel_value(c, &ctx.api_url, ch, Some(uid))?, &opts));
         }
         Ok((out, rows.iter().map(|r| r.id).collect::<Vec<_>>(), more))
@@ -737,9 +799,10 @@ pub fn my_channels(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 // ------------------------------------------------------ subscriptions (004)
 
 pub fn subscribe(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = writer(ctx, req)?;
+    let me = writer(ctx, req)?;
+    let uid = me.id;
     let v = ctx.db.write(|tx| {
-        let ch = readable_channel(tx, p[0], &Caller::User { id: uid, messages: true })?;
+        let ch = me.readable(tx, p[0])?;
         if !ch.is_active {
             return Err(ApiError::forbidden("This channel is inactive"));
         }
@@ -750,9 +813,10 @@ pub fn subscribe(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 }
 
 pub fn unsubscribe(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = writer(ctx, req)?;
+    let me = writer(ctx, req)?;
+    let uid = me.id;
     let v = ctx.db.write(|tx| {
-        let ch = find_channel(tx, p[0])?;
+        let ch = me.channel(tx, p[0])?;
         if !ch.can_read(Some(uid)) && !store::is_subscribed(tx, ch.id, uid)? {
             return Err(ApiError::forbidden(format!("You may not read channel {}", ch.id)));
         }
@@ -793,6 +857,13 @@ fn type_list(req: &Req, name: &str) -> Option<Vec<String>> {
         .map(|s| s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect())
 }
 
+/// The channels `me` is subscribed to that its token covers.
+fn my_subscriptions(c: &Connection, me: &Me) -> ApiResult<Vec<ChannelRow>> {
+    let mut subs = store::subscribed_channels(c, me.id)?;
+    subs.retain(|ch| me.covers(&ch.kind));
+    Ok(subs)
+}
+
 /// Counts of subscribed channels with unread messages, per type; chat and
 /// PM are always present.
 fn unread_counts(c: &Connection, uid: i64, subs: &[ChannelRow]) -> ApiResult<Map<String, Value>> {
@@ -811,14 +882,15 @@ fn unread_counts(c: &Connection, uid: i64, subs: &[ChannelRow]) -> ApiResult<Map
 /// Seed 004: the inbox, most recent activity first, paginated by
 /// `pagination_id` (the channel's activity number), `meta.unread_counts`.
 pub fn subscribed(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = writer(ctx, req)?;
+    let me = writer(ctx, req)?;
+    let uid = me.id;
     let pg = page(req)?;
     let opts = channel_opts(req, true);
     let include_read = req.flag("include_read", true);
     let only = type_list(req, "channel_types");
     let exclude = if only.is_some() { None } else { type_list(req, "exclude_channel_types") };
     let (list, keys, more, counts) = ctx.db.read(|c| {
-        let subs = store::subscribed_channels(c, uid)?;
+        let subs = my_subscriptions(c, &me)?;
         let counts = unread_counts(c, uid, &subs)?;
         let mut window = Vec::new();
         for ch in subs {
@@ -863,10 +935,11 @@ fn unread_types(req: &Req) -> ApiResult<Vec<String>> {
 
 /// `{"io.pnut.core.pm": n}`: subscribed channels of each type with unread messages.
 pub fn num_unread(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = writer(ctx, req)?;
+    let me = writer(ctx, req)?;
+    let uid = me.id;
     let types = unread_types(req)?;
     let counts = ctx.db.read(|c| {
-        let subs = store::subscribed_channels(c, uid)?;
+        let subs = my_subscriptions(c, &me)?;
         let all = unread_counts(c, uid, &subs)?;
         Ok(types.iter().map(|t| (t.clone(), all.get(t).cloned().unwrap_or(json!(0)))).collect::<Map<_, _>>())
     })?;
@@ -875,10 +948,11 @@ pub fn num_unread(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 
 /// Marks every subscribed channel of the types read; answers the (now zero) counts.
 pub fn mark_all_read(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = writer(ctx, req)?;
+    let me = writer(ctx, req)?;
+    let uid = me.id;
     let types = unread_types(req)?;
     let counts = ctx.db.write(|tx| {
-        let subscribed = store::subscribed_channels(tx, uid)?;
+        let subscribed = my_subscriptions(tx, &me)?;
         for ch in subscribed.iter().filter(|ch| types.contains(&ch.kind)) {
             if let Some(newest) = store::channel_stats(tx, ch.id)?.recent_id {
                 store::set_marker(tx, uid, &format!("channel:{}", ch.id), newest, 0, false)?;
@@ -894,9 +968,10 @@ pub fn mark_all_read(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 
 /// Muting unsubscribes and keeps PMs from subscribing the user again.
 pub fn mute(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = writer(ctx, req)?;
+    let me = writer(ctx, req)?;
+    let uid = me.id;
     let v = ctx.db.write(|tx| {
-        let ch = readable_channel(tx, p[0], &Caller::User { id: uid, messages: true })?;
+        let ch = me.readable(tx, p[0])?;
         unsubscribe_user(tx, &ctx.api_url, &ch, uid)?;
         store::set_muted(tx, ch.id, uid, true)?;
         channel_value(tx, &ctx.api_url, &ch, Some(uid))
@@ -905,9 +980,10 @@ pub fn mute(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 }
 
 pub fn unmute(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = writer(ctx, req)?;
+    let me = writer(ctx, req)?;
+    let uid = me.id;
     let v = ctx.db.write(|tx| {
-        let ch = find_channel(tx, p[0])?;
+        let ch = me.channel(tx, p[0])?;
         store::set_muted(tx, ch.id, uid, false)?;
         channel_value(tx, &ctx.api_url, &ch, Some(uid))
     })?;
@@ -915,13 +991,14 @@ pub fn unmute(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 }
 
 pub fn muted(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = writer(ctx, req)?;
+    let me = writer(ctx, req)?;
+    let uid = me.id;
     let pg = page(req)?;
     let opts = channel_opts(req, true);
     let (list, keys, more) = ctx.db.read(|c| {
         let (rows, more) = store::muted_channels(c, uid, &pg)?;
         let mut out = Vec::new();
-        for (key, ch) in &rows {
+        for (key, ch) in rows.iter().filter(|(_, ch)| me.covers(&ch.kind)) {
             let mut v = rendered(channel_value(c, &ctx.api_url, ch, Some(uid))?, &opts);
             v["pagination_id"] = json!(key.to_string());
             out.push(v);
@@ -975,7 +1052,9 @@ pub fn participants(c: &Connection, me: i64, dest: &Value, field: &str) -> ApiRe
 }
 
 pub fn existing_pm(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = writer(ctx, req)?;
+    let me = writer(ctx, req)?;
+    let uid = me.id;
+    me.require(PM)?;
     let ids =
         req.param("ids").ok_or_else(|| ApiError::bad_request("ids: required (user ids or @usernames)"))?;
     let v = ctx.db.read(|c| {
@@ -1024,7 +1103,7 @@ pub fn markers(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
             if let Some(cid) = name.strip_prefix("channel:") {
                 let ch = find_channel(tx, cid)
                     .map_err(|e| ApiError::new(e.status, format!("markers[{i}].name: {}", e.message)))?;
-                if !ch.can_read(Some(uid)) {
+                if !ch.can_read(Some(uid)) || !auth::covers_channel(&p.scopes, &ch.kind) {
                     return Err(ApiError::forbidden(format!("markers[{i}].name: you may not read channel {}", ch.id)));
                 }
             } else if !matches!(name, "global" | "personal" | "unified" | "mentions") {
@@ -1078,7 +1157,8 @@ pub fn channel_presence(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 /// "online"; `offline`/`0` clears) for 15 minutes; emits
 /// `user_channel_presence` with `[presence]`, the presence carrying `channel_id`.
 pub fn set_presence(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = writer(ctx, req)?;
+    let me = writer(ctx, req)?;
+    let uid = me.id;
     let mut body = req.params()?;
     for (k, v) in &req.query {
         if k == "presence" && !body.contains_key("presence") {
@@ -1095,13 +1175,13 @@ pub fn set_presence(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         Some(_) => return Err(ApiError::bad_request("presence: a string of at most 100 characters")),
     };
     let v = ctx.db.write(|tx| {
-        let ch = readable_channel(tx, p[0], &Caller::User { id: uid, messages: true })?;
+        let ch = me.readable(tx, p[0])?;
         store::set_channel_presence(tx, ch.id, uid, presence.as_deref(), now() + 15 * 60)?;
         let u = crate::storage::users::by_id(tx, uid)?.ok_or_else(ApiError::internal)?;
         let pv = presence_value(ctx, &u, presence.as_deref().unwrap_or("offline"), now(), ch.id);
         tx.emit(NewEvent {
             kind: ObjType::UserChannelPresence,
-            audience: Audience::Users { users: vec![uid], scopes: vec!["messages".into()] },
+            audience: ch.audience_of(uid),
             auth: None,
             envelope: json!({
                 "meta": {"timestamp": now(), "id": uid.to_string(), "type": "user_channel_presence",
