@@ -535,6 +535,29 @@ const MAX_TAKEN_IN_FLUSH: usize = 64;
 /// App id → user id → scopes granted.
 pub type Grants = HashMap<i64, Vec<String>>;
 
+/// Channel id → who may see its events now, for the messages of one
+/// replay page.
+pub type ChannelsNow = Vec<(i64, Audience)>;
+
+/// The channel of a message event (`data[0].channel_id`).
+fn message_channel(ev: &Event) -> Option<i64> {
+    if ev.kind != crate::event::ObjType::Message {
+        return None;
+    }
+    ev.envelope["data"][0]["channel_id"].as_str()?.parse().ok()
+}
+
+/// The current audiences of the channels of the message events in `events`.
+pub fn channels_now(db: &Db, events: &[Event]) -> Result<ChannelsNow, String> {
+    let mut ids: Vec<i64> = events.iter().filter_map(message_channel).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    db.read(|c| Ok(crate::storage::channels::audiences_now(c, &ids)?)).map_err(|e| e.message)
+}
+
 /// Who authorized `app_id`, with their scopes.
 pub fn grants_of_app(c: &rusqlite::Connection, app_id: i64) -> rusqlite::Result<Grants> {
     Ok(apps::authorizations_of_app(c, app_id)?.into_iter().map(|a| (a.user_id, a.scopes)).collect())
@@ -710,13 +733,29 @@ impl Hub {
 
     /// Would a stream (types, app, filter) receive this event under the
     /// app's grants as they are now (as of the last event the hub handled)?
-    /// Replay asks this for every event it sends.
-    pub fn wants_now(&self, ev: &Event, types: u16, app_id: i64, filter: Option<&Filter>) -> bool {
+    /// A message must also be visible under its channel's ACL as it is now
+    /// (`channels`, from `channels_now`): a user removed from a channel is
+    /// not replayed its earlier messages. Replay asks this for every event
+    /// it sends.
+    pub fn wants_now(
+        &self,
+        ev: &Event,
+        types: u16,
+        app_id: i64,
+        filter: Option<&Filter>,
+        channels: &ChannelsNow,
+    ) -> bool {
         if types & ev.kind.bit() == 0 {
             return false;
         }
         let all = self.shared.grants.read().unwrap_or_else(|p| p.into_inner());
-        wants(ev, types, app_id, filter, all.get(&app_id))
+        let grants = all.get(&app_id);
+        let channel_admits =
+            || match message_channel(ev).and_then(|c| channels.iter().find(|(id, _)| *id == c)) {
+                Some((_, aud)) => admits(aud, app_id, grants),
+                None => true,
+            };
+        wants(ev, types, app_id, filter, grants) && channel_admits()
     }
 
     /// The highest event seq the hub has handled.

@@ -179,6 +179,18 @@ pub fn channel(c: &Connection, id: i64) -> rusqlite::Result<Option<ChannelRow>> 
     c.qrow(&format!("SELECT {CH_COLS} FROM channels WHERE id = ?1"), [id], channel_from).optional()
 }
 
+/// Who may see events about each of these channels now (their current
+/// ACL); a missing channel is left out.
+pub fn audiences_now(c: &Connection, ids: &[i64]) -> rusqlite::Result<Vec<(i64, Audience)>> {
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(ch) = channel(c, *id)? {
+            out.push((*id, ch.audience()));
+        }
+    }
+    Ok(out)
+}
+
 pub fn channel_by_pm_key(c: &Connection, key: &str) -> rusqlite::Result<Option<ChannelRow>> {
     c.qrow(&format!("SELECT {CH_COLS} FROM channels WHERE pm_key = ?1"), [key], channel_from).optional()
 }

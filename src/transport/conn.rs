@@ -171,11 +171,13 @@ impl Replay {
         if self.pos < target {
             let upto = target.min(self.pos + REPLAY_PAGE);
             let events = self.db.events_between(self.pos, upto).map_err(|e| e.message)?;
+            let channels = crate::hub::channels_now(&self.db, &events)?;
             log::debug!("connection {}: replaying {} events after {}", outlet.id, events.len(), self.pos);
             for ev in &events {
-                // The app's grants as they are now, for every event: a user
-                // who revokes the app mid-replay is out from the next one.
-                if self.hub.wants_now(ev, self.types, self.app_id, self.filter.as_deref())
+                // The app's grants and the channels' ACLs as they are now,
+                // for every event: a user who revokes the app mid-replay, or
+                // leaves a channel, is out from the next one.
+                if self.hub.wants_now(ev, self.types, self.app_id, self.filter.as_deref(), &channels)
                     && !outlet.send(render(ev, &self.opts, self.transport), ev.seq)
                 {
                     return Err("client went away during replay".into());

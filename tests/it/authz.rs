@@ -304,3 +304,51 @@ fn a_public_messages_grant_brings_no_pm_events() {
     let texts: Vec<&Value> = got.iter().map(|v| &v["data"][0]["content"]["text"]).collect();
     assert_eq!(texts, [&json!("room words")], "{got:?}");
 }
+
+/// Issue 16 point 5: once the owner removes bob from a private channel's
+/// ACL, bob stops seeing it everywhere: his inbox (with its recent message
+/// and unread counts), the answer to `DELETE …/subscribe` (now a 403), his
+/// app's stream (it hears that the subscription ended, then nothing of the
+/// channel, and a replay from the start leaves out its earlier messages).
+#[test]
+fn a_user_removed_from_a_channel_stops_seeing_it_everywhere() {
+    let f = fx_with(&[]);
+    let bapp = f.s.add_app("B");
+    let btok = f.s.app_token(&bapp);
+    let bob = f.s.user_token(&bapp, "bob", PW, "messages");
+    f.s.create_stream(&btok, "k", &["message", "channel_subscription", "post"]);
+    let (mut ws, _) = f.s.ws(&format!("access_token={btok}&key=k"));
+    let acl = json!({"read": {"user_ids": [f.bob_id]}});
+    let ch = f.ok("POST", "/v1/channels", &f.alice, json!({"type": "com.example.room", "acl": acl}));
+    let ch = ch["id"].as_str().unwrap().to_string();
+    f.ok("PUT", &format!("/v1/channels/{ch}/subscribe"), &bob, json!({}));
+    f.ok("POST", &format!("/v1/channels/{ch}/messages"), &f.alice, json!({"text": "before"}));
+    let inbox = f.s.get("/v1/users/me/channels/subscribed?include_recent_message=1", Some(&bob));
+    assert_eq!(inbox.body["data"][0]["recent_message"]["content"]["text"], "before", "{}", inbox.body);
+
+    f.ok("PUT", &format!("/v1/channels/{ch}"), &f.alice, json!({"acl": {"read": {"user_ids": []}}}));
+    f.ok("POST", &format!("/v1/channels/{ch}/messages"), &f.alice, json!({"text": "after"}));
+    let inbox = f.s.get("/v1/users/me/channels/subscribed?include_recent_message=1", Some(&bob));
+    assert_eq!(inbox.status, 200, "{}", inbox.body);
+    assert_eq!(inbox.body["data"], json!([]), "{}", inbox.body);
+    assert_eq!(inbox.body["meta"]["unread_counts"]["com.example.room"], json!(null), "{}", inbox.body);
+    let n = f.s.get("/v1/users/me/channels/num_unread?channel_types=com.example.room", Some(&bob));
+    assert_eq!(n.body["data"]["com.example.room"], 0, "{}", n.body);
+    assert_error(&f.s.call("DELETE", &format!("/v1/channels/{ch}/subscribe"), Some(&bob), None), 403, "read");
+    assert_error(&f.s.get(&format!("/v1/channels/{ch}/messages"), Some(&bob)), 403, "read");
+
+    // The live stream: bob subscribed, the first message, the end of the
+    // subscription, and nothing of the message after it.
+    f.post(&f.alice, json!({"text": "marker"}));
+    let got = events_until(&mut ws, "marker", 100);
+    let kinds: Vec<(String, bool)> = got
+        .iter()
+        .map(|v| (v["meta"]["type"].as_str().unwrap().to_string(), v["meta"]["is_deleted"] == true))
+        .collect();
+    let want = [("channel_subscription", false), ("message", false), ("channel_subscription", true)];
+    assert_eq!(kinds, want.map(|(k, d)| (k.to_string(), d)), "{got:?}");
+    // A replay from the start leaves out the channel's messages too.
+    let (mut ws, _) = f.s.ws(&format!("access_token={btok}&key=k&position=0"));
+    let got = events_until(&mut ws, "marker", 100);
+    assert!(got.iter().all(|v| v["meta"]["type"] != "message"), "{got:?}");
+}

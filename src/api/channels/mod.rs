@@ -747,6 +747,14 @@ pub fn update_channel(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
             (_, after) => after,
         };
         emit_channel(tx, &ctx.api_url, &ch, audience)?;
+        // A subscriber who may no longer read the channel is unsubscribed
+        // (their apps get the subscription's end), so it leaves their inbox,
+        // recent message and unread counts at once.
+        for u in store::subscriber_ids(tx, ch.id)? {
+            if !ch.can_read(Some(u)) {
+                unsubscribe_user(tx, &ctx.api_url, &ch, u)?;
+            }
+        }
         channel_value(tx, &ctx.api_url, &ch, Some(uid))
     })?;
     Ok(Resp::ok(rendered(v, &channel_opts(req, false))))
@@ -816,10 +824,9 @@ pub fn unsubscribe(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let me = writer(ctx, req)?;
     let uid = me.id;
     let v = ctx.db.write(|tx| {
-        let ch = me.channel(tx, p[0])?;
-        if !ch.can_read(Some(uid)) && !store::is_subscribed(tx, ch.id, uid)? {
-            return Err(ApiError::forbidden(format!("You may not read channel {}", ch.id)));
-        }
+        // Someone who may not read the channel learns nothing about it
+        // (its recent message, counts) from this answer.
+        let ch = me.readable(tx, p[0])?;
         unsubscribe_user(tx, &ctx.api_url, &ch, uid)?;
         channel_value(tx, &ctx.api_url, &ch, Some(uid))
     })?;
@@ -857,10 +864,10 @@ fn type_list(req: &Req, name: &str) -> Option<Vec<String>> {
         .map(|s| s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect())
 }
 
-/// The channels `me` is subscribed to that its token covers.
+/// The channels `me` is subscribed to, may read now, and its token covers.
 fn my_subscriptions(c: &Connection, me: &Me) -> ApiResult<Vec<ChannelRow>> {
     let mut subs = store::subscribed_channels(c, me.id)?;
-    subs.retain(|ch| me.covers(&ch.kind));
+    subs.retain(|ch| me.covers(&ch.kind) && ch.can_read(Some(me.id)));
     Ok(subs)
 }
 
