@@ -21,7 +21,14 @@ pub struct Config {
     pub keepalive: Duration,
     pub heartbeat: Duration,
     pub max_conns_per_app: usize,
-    pub max_conns_total: usize,
+    /// Connections of both listeners; `None` is as many as the machine can
+    /// hold (`admission::Machine::ceiling`), and a number above that is
+    /// lowered to it.
+    pub max_conns_total: Option<usize>,
+    /// Connections that are not an authorized stream, in all and per
+    /// client address (`admission`).
+    pub max_pending: usize,
+    pub max_pending_per_ip: usize,
     /// Bytes a connection may have queued before it is a slow consumer.
     pub conn_backlog_bytes: usize,
     pub sync_full: bool,
@@ -34,6 +41,7 @@ pub struct Config {
     pub login_failures: u64,
     pub login_window: Duration,
     pub head_timeout: Duration,
+    pub body_timeout: Duration,
     pub ws_max_message: usize,
 }
 
@@ -110,8 +118,20 @@ pub const FLAGS: &[Flag] = &[
     Flag {
         name: "--max-conns",
         env: "SPOUT_MAX_CONNS",
-        default: "20000",
-        help: "live stream connections in total",
+        default: "auto",
+        help: "connections in total, both listeners (auto: as many as the machine can hold; a number above that is lowered to it)",
+    },
+    Flag {
+        name: "--max-pending",
+        env: "SPOUT_MAX_PENDING",
+        default: "1024",
+        help: "connections that are not an open stream (API connections, streams before authorization); 503 above",
+    },
+    Flag {
+        name: "--max-pending-per-ip",
+        env: "SPOUT_MAX_PENDING_PER_IP",
+        default: "64",
+        help: "of those, from one address (IPv6: one /64); 503 above",
     },
     Flag {
         name: "--conn-backlog-bytes",
@@ -165,7 +185,13 @@ pub const FLAGS: &[Flag] = &[
         name: "--head-timeout-secs",
         env: "SPOUT_HEAD_TIMEOUT_SECS",
         default: "10",
-        help: "a stream client must send its whole request head within this (slowloris)",
+        help: "a client must send a whole request head within this of its first byte, on both listeners (slowloris)",
+    },
+    Flag {
+        name: "--body-timeout-secs",
+        env: "SPOUT_BODY_TIMEOUT_SECS",
+        default: "30",
+        help: "a client must send a whole request body within this of its head (408 after)",
     },
     Flag {
         name: "--ws-max-message",
@@ -242,7 +268,12 @@ impl Config {
             keepalive: Duration::from_secs(num("--keepalive-secs", 1)?),
             heartbeat: Duration::from_secs(num("--heartbeat-secs", 1)?),
             max_conns_per_app: num("--max-conns-per-app", 1)? as usize,
-            max_conns_total: num("--max-conns", 1)? as usize,
+            max_conns_total: match get("--max-conns").as_str() {
+                "auto" => None,
+                _ => Some(num("--max-conns", 1)? as usize),
+            },
+            max_pending: num("--max-pending", 1)? as usize,
+            max_pending_per_ip: num("--max-pending-per-ip", 1)? as usize,
             conn_backlog_bytes: num("--conn-backlog-bytes", 4096)? as usize,
             sync_full,
             retention_secs: num("--retention-secs", 1)? as i64,
@@ -253,6 +284,7 @@ impl Config {
             login_failures: num("--login-failures", 0)?,
             login_window: Duration::from_secs(num("--login-window-secs", 1)?),
             head_timeout: Duration::from_secs(num("--head-timeout-secs", 1)?),
+            body_timeout: Duration::from_secs(num("--body-timeout-secs", 1)?),
             ws_max_message: num("--ws-max-message", 125)? as usize,
         })
     }

@@ -666,7 +666,8 @@ impl Hub {
         let (tx, rx) = bounded(HUB_QUEUE);
         let rows = db.read(|c| Ok(apps::all_authorizations(c)?)).map_err(|e| e.message)?;
         let last_seq = db.last_seq().map_err(|e| e.message)?;
-        let shared = Shared::new(tx, cfg.max_conns_per_app, cfg.max_conns_total, last_seq);
+        let shared =
+            Shared::new(tx, cfg.max_conns_per_app, cfg.max_conns_total.unwrap_or(usize::MAX), last_seq);
         let mut grants: HashMap<i64, Grants> = HashMap::new();
         for r in rows {
             grants.entry(r.app_id).or_default().insert(r.user_id, r.scopes);

@@ -2,6 +2,7 @@
 //! `src/main.rs`; this library holds everything so tests and examples can
 //! reach the few parts they need.
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod config;

@@ -43,7 +43,8 @@ pub struct ServerHandle {
 }
 
 /// Opens the database, binds both listeners and starts serving.
-pub fn start(cfg: Config) -> Result<ServerHandle, String> {
+pub fn start(mut cfg: Config) -> Result<ServerHandle, String> {
+    raise_open_files_limit();
     let db = Arc::new(Db::open(&cfg.db, cfg.sync_full)?);
     let api_listener = TcpListener::bind(cfg.api_addr)
         .map_err(|e| format!("cannot listen on {} (--api-addr): {e}", cfg.api_addr))?;
@@ -69,6 +70,7 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
         Ok(_) => {}
         Err(e) => log::warn!("retention pass failed: {}", e.message),
     }
+    let admission = admission(&mut cfg);
     let hub = Hub::start(db.clone(), &cfg).map_err(|e| format!("cannot start the hub: {e}"))?;
     let ctx = Arc::new(Ctx {
         db: db.clone(),
@@ -100,7 +102,19 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
             handle(&ctx, rq, max_body, &limiter, &gate);
         })
     };
-    let http = tiny_http::Server::from_listener_with_handler(api_listener, handler)
+    let limits = tiny_http::Limits {
+        head_timeout: cfg.head_timeout,
+        body_timeout: cfg.body_timeout,
+        admit: Some({
+            let admission = admission.clone();
+            Arc::new(move |addr: Option<SocketAddr>| match admission.admit(addr.map(|a| a.ip())) {
+                Ok(ticket) => Ok(Box::new(ticket) as Box<dyn Send>),
+                Err(refusal) => Err(refusal.answer()),
+            })
+        }),
+        ..tiny_http::Limits::default()
+    };
+    let http = tiny_http::Server::from_listener_with_limits(api_listener, handler, limits)
         .map_err(|e| format!("cannot serve on {api_addr} (--api-addr): {e}"))?;
     {
         let (db, stopping) = (db.clone(), stopping.clone());
@@ -168,6 +182,7 @@ pub fn start(cfg: Config) -> Result<ServerHandle, String> {
         ctx.clone(),
         hub.clone(),
         &cfg,
+        admission,
         stopping.clone(),
     )?);
     Ok(ServerHandle { api_addr, stream_addr, _http: http, gate, stopping, threads, hub, db })
@@ -215,6 +230,42 @@ impl ServerHandle {
             Err(e) => log::warn!("WAL checkpoint failed: {}", e.message),
         }
     }
+}
+
+/// Raises the soft open-files limit to the hard one (systemd gives 1024
+/// and 524288): every connection holds a descriptor.
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            log::warn!("cannot raise the open-files limit: {e}");
+        }
+    }
+}
+
+/// The caps on connections (`admission`), with `--max-conns` set to what
+/// this machine can hold when it was `auto` or more than that.
+fn admission(cfg: &mut Config) -> Arc<crate::admission::Admission> {
+    let ceiling = crate::admission::Machine::read().ceiling(cfg.conn_backlog_bytes);
+    let max = match cfg.max_conns_total {
+        None => {
+            log::info!("at most {} connections: {}", ceiling.conns, ceiling.because);
+            ceiling.conns
+        }
+        Some(n) if n > ceiling.conns => {
+            log::warn!(
+                "--max-conns {n} is more than this machine can hold; lowered to {}: {}",
+                ceiling.conns,
+                ceiling.because
+            );
+            ceiling.conns
+        }
+        Some(n) => n,
+    };
+    cfg.max_conns_total = Some(max);
+    crate::admission::Admission::new(max, cfg.max_pending, cfg.max_pending_per_ip)
 }
 
 /// Password checks: the failure budgets from the flags, and as many
@@ -343,6 +394,10 @@ fn handle(
     let mut body = Vec::new();
     if let Err(e) = rq.as_reader().take(max_body as u64 + 1).read_to_end(&mut body) {
         log::debug!("reading a request body failed: {e}");
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            let e = ApiError::new(408, "The request body did not arrive in time");
+            return respond(rq, Resp::error(&e), pretty, true);
+        }
         return respond(
             rq,
             Resp::error(&ApiError::bad_request("could not read the request body")),

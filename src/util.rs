@@ -122,6 +122,31 @@ pub fn obj<const N: usize>(pairs: [(&str, serde_json::Value); N]) -> serde_json:
     serde_json::Value::Object(m)
 }
 
+/// Logs one kind of trouble at most once per `every`: a loop that fails a
+/// thousand times a second (an accept loop out of descriptors) must not
+/// fill the disk with the same line.
+pub struct LogEvery {
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+    every: std::time::Duration,
+}
+
+impl LogEvery {
+    pub const fn new(every: std::time::Duration) -> LogEvery {
+        LogEvery { last: std::sync::Mutex::new(None), every }
+    }
+
+    /// True when a line may be logged now.
+    pub fn due(&self) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < self.every) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

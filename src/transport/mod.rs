@@ -6,6 +6,7 @@
 mod conn;
 mod reactor;
 
+use crate::admission::{Admission, Ticket};
 use crate::api::Ctx;
 use crate::auth;
 use crate::config::Config;
@@ -14,7 +15,7 @@ use crate::http::{Req, Resp};
 use crate::hub::{Hub, Outlet, Sub};
 use crate::model::{self, Opts};
 use crate::storage::{events, streams};
-use crate::util::{base64url, random_bytes};
+use crate::util::{base64url, random_bytes, LogEvery};
 use crate::wire::{self, Transport};
 use reactor::Reactor;
 use serde_json::json;
@@ -29,7 +30,8 @@ use std::time::Duration;
 /// Stack for connection threads: they parse small client frames and never
 /// render events (the hub does), so 128 KiB is plenty.
 const CONN_STACK: usize = 128 * 1024;
-/// Longest request head we read.
+/// Longest request head we read (431 past it): a stream request is a path
+/// with a few parameters and a handful of headers.
 const MAX_HEAD: usize = 8 * 1024;
 
 /// Connection threads still running (a graceful shutdown waits for them).
@@ -47,12 +49,16 @@ pub struct ConnCfg {
     pub ws_max_message: usize,
 }
 
-/// Starts the accept loop on `listener`.
+/// Starts the accept loop on `listener`. A connection gets its place from
+/// `admission` before its thread is started (a fast 503 without one), and
+/// the loop outlives every accept error; if it ends anyway while the server
+/// runs, the process exits (status 70) for its supervisor to restart it.
 pub fn start_listener(
     listener: TcpListener,
     ctx: Arc<Ctx>,
     hub: Hub,
     cfg: &Config,
+    admission: Arc<Admission>,
     stopping: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, String> {
     let cc = ConnCfg {
@@ -64,6 +70,9 @@ pub fn start_listener(
     };
     let reactor = Reactor::start().map_err(|e| format!("cannot start the stream reactor: {e}"))?;
     crate::server::spawn("stream-accept".into(), None, move || {
+        static ACCEPT_FAILED: LogEvery = LogEvery::new(Duration::from_secs(10));
+        static SPAWN_FAILED: LogEvery = LogEvery::new(Duration::from_secs(10));
+        let _exit = ExitUnlessStopping(stopping.clone());
         for sock in listener.incoming() {
             if stopping.load(Ordering::Relaxed) {
                 return;
@@ -72,46 +81,115 @@ pub fn start_listener(
                 Ok(s) => s,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    log::warn!("stream listener: accept failed: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
+                    if ACCEPT_FAILED.due() {
+                        log::error!("stream listener: accept failed (going on): {e}");
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            };
+            let ticket = match admission.admit(sock.peer_addr().ok().map(|a| a.ip())) {
+                Ok(t) => t,
+                Err(refusal) => {
+                    refuse_fast(&sock, &refusal.answer());
                     continue;
                 }
             };
             let (ctx, hub, cc, reactor) = (ctx.clone(), hub.clone(), cc.clone(), reactor.clone());
             LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
             let r = crate::server::spawn("conn".into(), Some(CONN_STACK), move || {
-                let r = catch_unwind(AssertUnwindSafe(|| serve(sock, &ctx, &hub, &cc, &reactor)));
+                let mut ticket = ticket;
+                let r =
+                    catch_unwind(AssertUnwindSafe(|| serve(sock, &ctx, &hub, &cc, &reactor, &mut ticket)));
                 LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
                 if r.is_err() {
                     log::error!("a stream connection thread panicked; connection dropped");
                 }
             });
+            // No thread for it: that one connection closes (the closure,
+            // with its socket and ticket, is dropped).
             if let Err(e) = r {
                 LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
-                log::warn!("cannot start a connection thread: {e}");
+                if SPAWN_FAILED.due() {
+                    log::error!("cannot start a thread for a stream connection (closed it): {e}");
+                }
             }
         }
     })
     .map_err(|e| e.to_string())
 }
 
-/// Reads the request head; returns it and any bytes after it.
-fn read_head(sock: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+/// Ends the process (status 70, EX_SOFTWARE) if the accept loop ends, by a
+/// panic or otherwise, while the server is not stopping: alive but not
+/// accepting, it would never be restarted by its supervisor.
+struct ExitUnlessStopping(Arc<AtomicBool>);
+
+impl Drop for ExitUnlessStopping {
+    fn drop(&mut self) {
+        if !self.0.load(Ordering::SeqCst) {
+            log::error!("the stream accept loop ended while the server was running; exiting");
+            std::process::exit(70);
+        }
+    }
+}
+
+/// Answers a refused connection without ever blocking the accept loop:
+/// what the client already sent is read first (closing with unread bytes
+/// resets the connection, which can lose the answer), then one write.
+fn refuse_fast(mut sock: &TcpStream, answer: &[u8]) {
+    if sock.set_nonblocking(true).is_ok() {
+        let _ = sock.read(&mut [0u8; 4096]);
+        let _ = sock.write(answer);
+    }
+    let _ = sock.shutdown(Shutdown::Both);
+}
+
+/// Why a request head could not be read.
+enum HeadError {
+    /// The client closed, or the socket failed: nothing to answer.
+    Gone,
+    /// The head did not arrive in time (408).
+    Late,
+    /// The head is longer than `MAX_HEAD` (431).
+    TooLong,
+}
+
+/// Reads the request head within `timeout` of the first read (one
+/// deadline for the whole head, not one per read: a client that dribbles
+/// a byte now and then still runs out of time); returns it and any bytes
+/// after it.
+fn read_head(sock: &mut TcpStream, timeout: Duration) -> Result<(String, Vec<u8>), HeadError> {
+    let deadline = std::time::Instant::now() + timeout;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
-        let n = sock.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(HeadError::Late);
         }
+        let _ = sock.set_read_timeout(Some(left));
+        let n = match sock.read(&mut chunk) {
+            Ok(0) => return Err(HeadError::Gone),
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err(HeadError::Late)
+            }
+            Err(_) => return Err(HeadError::Gone),
+        };
+        // Only the new bytes (and the three before them) can complete the
+        // blank line that ends the head.
+        let from = buf.len().saturating_sub(3);
         buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(end) = buf[from..].windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + from) {
+            if end > MAX_HEAD {
+                return Err(HeadError::TooLong);
+            }
             let rest = buf[end + 4..].to_vec();
             buf.truncate(end);
-            return Some((String::from_utf8_lossy(&buf).into_owned(), rest));
+            return Ok((String::from_utf8_lossy(&buf).into_owned(), rest));
         }
         if buf.len() > MAX_HEAD {
-            return None;
+            return Err(HeadError::TooLong);
         }
     }
 }
@@ -134,10 +212,18 @@ fn reason_phrase(code: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        431 => "Request Header Fields Too Large",
         429 => "Too Many Requests",
         _ => "Error",
     }
 }
+
+/// How long, and how much, a refused connection is still read after its
+/// answer: closing a socket with unread bytes resets it, and the reset can
+/// destroy the answer before the client reads it.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
 
 /// Answers with a complete HTTP response holding the error envelope and
 /// closes gracefully.
@@ -151,6 +237,18 @@ fn refuse(mut sock: &TcpStream, e: &ApiError) {
     );
     let _ = sock.write_all(head.as_bytes()).and_then(|_| sock.write_all(&body));
     let _ = sock.shutdown(Shutdown::Write);
+    let deadline = std::time::Instant::now() + LINGER;
+    let (mut read, mut chunk) = (0, [0u8; 4096]);
+    while read < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match sock.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => read += n,
+        }
+    }
 }
 
 /// What a valid request resolved to.
@@ -257,14 +355,22 @@ fn start_replay(
     })
 }
 
-fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reactor) {
+fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reactor, ticket: &mut Ticket) {
     let _ = sock.set_nodelay(true);
     let _ = rustix::net::sockopt::set_socket_send_buffer_size(&sock, SEND_BUFFER);
-    let _ = sock.set_read_timeout(Some(cc.head_timeout));
     let _ = sock.set_write_timeout(Some(cc.head_timeout));
-    let Some((head, rest)) = read_head(&mut sock) else {
-        log::debug!("stream connection closed or timed out before its request head");
-        return;
+    let (head, rest) = match read_head(&mut sock, cc.head_timeout) {
+        Ok(h) => h,
+        Err(HeadError::Gone) => return log::debug!("stream connection closed before its request head"),
+        Err(HeadError::Late) => {
+            let secs = cc.head_timeout.as_secs();
+            let e = ApiError::new(408, format!("The request head did not arrive within {secs} s"));
+            return refuse(&sock, &e);
+        }
+        Err(HeadError::TooLong) => {
+            let e = ApiError::new(431, format!("The request head is longer than {MAX_HEAD} bytes"));
+            return refuse(&sock, &e);
+        }
     };
     let Some(req) = parse_head(&head) else {
         return refuse(&sock, &ApiError::bad_request("malformed HTTP request"));
@@ -282,6 +388,9 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reac
         Ok(s) => s,
         Err(m) => return refuse(&sock, &ApiError::new(429, m)),
     };
+    // An authorized stream now: bounded by the per-app and total caps, no
+    // longer by the caps on strangers.
+    ticket.settle();
     let transport = if is_ws { Transport::Ws } else { Transport::Chunked };
     let opts = Opts::from_req(&req);
     let connection_id = base64url(&random_bytes(24));

@@ -53,6 +53,8 @@ pub struct Server {
     pub agent: ureq::Agent,
     pub stderr: Option<std::thread::JoinHandle<String>>,
     pub extra: Vec<String>,
+    /// The open-files limit to start the process under (`ulimit -n`).
+    pub nofile: Option<u32>,
 }
 
 pub struct Resp {
@@ -73,6 +75,11 @@ impl Server {
     }
 
     pub fn start_with(extra: &[&str]) -> Server {
+        Server::start_limited(None, extra)
+    }
+
+    /// Starts the binary under an open-files limit of `nofile`, if given.
+    pub fn start_limited(nofile: Option<u32>, extra: &[&str]) -> Server {
         let dir = TempDir::new();
         let mut s = Server {
             dir,
@@ -82,6 +89,7 @@ impl Server {
             agent: ureq::Agent::config_builder().http_status_as_error(false).build().into(),
             stderr: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            nofile,
         };
         s.launch();
         s
@@ -93,7 +101,14 @@ impl Server {
 
     /// Starts the binary (again) on the same database.
     pub fn launch(&mut self) {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match self.nofile {
+            None => Command::new(BIN),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), BIN]);
+                c
+            }
+        };
         cmd.args(["serve", "--api-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0", "--db", &self.db()])
             .args(&self.extra)
             .env("RUST_LOG", std::env::var("SPOUT_TEST_LOG").unwrap_or_else(|_| "info".into()))
@@ -123,6 +138,23 @@ impl Server {
         self.stream_addr =
             l2.strip_prefix("stream listening on ws://").expect("stream line format").to_string();
         self.child = Some(child);
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The server's resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// `host:port` of the API listener.
+    pub fn api_addr(&self) -> String {
+        self.api.trim_start_matches("http://").to_string()
     }
 
     /// Kills the process (SIGKILL) and returns what it logged.

@@ -123,9 +123,15 @@ fn broken_http_and_websocket_clients_are_refused_or_closed_with_a_reason() {
     endless.write_all(b"GET /v1/app?key=k HTTP/1.1\r\nX: ").unwrap();
     endless.write_all(&vec![b'a'; 10_000]).unwrap();
     endless.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut out = Vec::new();
-    let _ = endless.read_to_end(&mut out);
-    assert!(out.is_empty(), "an oversized head is dropped without an answer");
+    let mut out = String::new();
+    let _ = endless.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 431 "), "an oversized head gets 431: {out}");
+    assert!(
+        out.ends_with(
+            r#"{"meta":{"code":431,"error_message":"The request head is longer than 8192 bytes"}}"#
+        ),
+        "{out}"
+    );
     // Binary frames, oversized frames and floods of pings.
     let (mut ws, _) = s.ws(&format!("access_token={t}&key=k"));
     ws.0.send(Message::Binary(vec![0xff, 0xfe, 0x00].into())).unwrap();
@@ -479,13 +485,17 @@ fn invalid_utf8_fragments_and_stalled_handshakes() {
     c.write_all(&client_frame(true, 0x0, b"orphan")).unwrap();
     let (code, _) = read_close(&mut c);
     assert_eq!(code, 1002);
-    // A handshake that never completes is dropped after --head-timeout-secs.
+    // A handshake that never completes gets a 408 after --head-timeout-secs.
     let mut stalled = TcpStream::connect(&s.stream_addr).unwrap();
     stalled.write_all(b"GET /v1/app?key=k HTTP/1.1\r\nHost: x\r\n").unwrap();
     stalled.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut out = Vec::new();
-    let r = stalled.read_to_end(&mut out);
-    assert!(r.is_ok() && out.is_empty(), "the server closed the stalled handshake: {r:?}");
+    let mut out = String::new();
+    let r = stalled.read_to_string(&mut out);
+    assert!(
+        r.is_ok() && out.starts_with("HTTP/1.1 408 "),
+        "the server closed the stalled handshake: {r:?} {out}"
+    );
+    assert!(out.ends_with(r#""error_message":"The request head did not arrive within 1 s"}}"#), "{out}");
     // 1,000 attempts with bad tokens, then the server still serves.
     for i in 0..1000 {
         let (code, _) = s.stream_http(&format!("/v1/app?key=k&access_token=bad{i}"), &[]);

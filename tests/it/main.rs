@@ -9,6 +9,7 @@ mod durable;
 mod foundation;
 mod guard;
 mod hostile;
+mod listeners;
 mod live;
 mod ops;
 mod posts;

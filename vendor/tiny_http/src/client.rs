@@ -6,9 +6,12 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::common::{HTTPVersion, Method};
-use crate::util::RefinedTcpStream;
+use crate::util::{Clock, RefinedTcpStream};
+use crate::Limits;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
 
@@ -34,6 +37,12 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // spout patch: the bounds of the connection, the read deadline of the
+    // phase it is in, and how much of the current head has come.
+    limits: Arc<Limits>,
+    clock: Arc<Clock>,
+    head_bytes: usize,
 }
 
 /// Error that can happen when reading a request.
@@ -44,6 +53,34 @@ enum ReadError {
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
+    /// spout patch: the head passed a bound of `Limits`, or a body read
+    /// before the handler ran did not arrive in time (status, message).
+    Refuse(u16, String),
+    /// spout patch: conflicting or unusable `Content-Length` and
+    /// `Transfer-Encoding` (RFC 9112 §6.3): where the body ends is unknown.
+    BadFraming(HTTPVersion, &'static str),
+}
+
+/// spout patch: an error answer in the pnut envelope, with the connection
+/// closed after it.
+pub(crate) fn envelope(code: u16, message: &str) -> crate::Response<std::io::Cursor<Vec<u8>>> {
+    let escaped: String = message
+        .chars()
+        .flat_map(|c| match c {
+            '"' => vec!['\\', '"'],
+            '\\' => vec!['\\', '\\'],
+            c if (c as u32) < 0x20 => vec![' '],
+            c => vec![c],
+        })
+        .collect();
+    let body = format!(r#"{{"meta":{{"code":{code},"error_message":"{escaped}"}}}}"#);
+    crate::Response::from_data(body.into_bytes())
+        .with_status_code(crate::StatusCode(code))
+        .with_header(
+            crate::Header::from_bytes(&b"Content-Type"[..], &b"application/json; charset=utf-8"[..])
+                .unwrap(),
+        )
+        .with_header(crate::Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap())
 }
 
 impl ClientConnection {
@@ -51,9 +88,12 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: Arc<Limits>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let clock = Arc::new(Clock::default());
+        let read_socket = read_socket.with_clock(clock.clone());
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -69,6 +109,9 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            limits,
+            clock,
+            head_bytes: 0,
         }
     }
 
@@ -81,7 +124,10 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    ///
+    /// spout patch: at most `max` bytes (`too_long` past it), and within the
+    /// whole head's bound; the first byte of a head starts its deadline.
+    fn read_next_line(&mut self, max: usize, too_long: &str) -> Result<AsciiString, ReadError> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
@@ -89,19 +135,63 @@ impl ClientConnection {
             let byte = self.next_header_source.by_ref().bytes().next();
 
             let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+                Some(b) => b.map_err(ReadError::ReadIoError)?,
+                None => {
+                    let e = IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF");
+                    return Err(ReadError::ReadIoError(e));
+                }
             };
+            if self.head_bytes == 0 {
+                self.clock.set(Instant::now() + self.limits.head_timeout);
+            }
+            self.head_bytes += 1;
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+                return AsciiString::from_ascii(buf).map_err(|_| {
+                    let e = IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII");
+                    ReadError::ReadIoError(e)
+                });
             }
 
             prev_byte_was_cr = byte == b'\r';
 
             buf.push(byte);
+            if buf.len() > max + 1 {
+                let code = if self.head_bytes == buf.len() { 414 } else { 431 };
+                return Err(ReadError::Refuse(code, too_long.to_string()));
+            }
+            if self.head_bytes > self.limits.max_head + 2 {
+                let m = format!("The request head is longer than {} bytes", self.limits.max_head);
+                return Err(ReadError::Refuse(431, m));
+            }
+        }
+    }
+
+    /// spout patch: sends `response` at once and lingers (below); the
+    /// caller then closes the connection.
+    fn refuse(&mut self, ver: HTTPVersion, response: crate::Response<std::io::Cursor<Vec<u8>>>) {
+        use std::io::Write;
+        let mut writer = self.sink.next().unwrap();
+        if response.raw_print(&mut writer, ver, &[], false, None).is_ok() {
+            let _ = writer.flush();
+        }
+        drop(writer);
+        self.linger();
+    }
+
+    /// spout patch: after an error answer, reads (and drops) what the
+    /// client still sends, for at most a second and 64 KiB: closing with
+    /// unread bytes resets the connection, and the reset can destroy the
+    /// answer before the client reads it.
+    fn linger(&mut self) {
+        self.clock.set(Instant::now() + std::time::Duration::from_secs(1));
+        let (mut read, mut buf) = (0, [0u8; 4096]);
+        while read < 64 * 1024 {
+            match self.next_header_source.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
         }
     }
 
@@ -110,8 +200,14 @@ impl ClientConnection {
     fn read(&mut self) -> Result<Request, ReadError> {
         let (method, path, version, headers) = {
             // reading the request line
+            // spout patch: waiting for a request has its own deadline; its
+            // first byte starts the head's (`read_next_line`).
+            self.head_bytes = 0;
+            self.clock.set(Instant::now() + self.limits.idle_timeout);
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let max = self.limits.max_request_line;
+                let too_long = format!("The request line is longer than {max} bytes");
+                let line = self.read_next_line(max, &too_long)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -121,12 +217,18 @@ impl ClientConnection {
             // getting all headers
             let headers = {
                 let mut headers = Vec::new();
+                let max = self.limits.max_header_line;
+                let too_long = format!("A header line is longer than {max} bytes");
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line(max, &too_long)?;
 
                     if line.is_empty() {
                         break;
                     };
+                    if headers.len() == self.limits.max_headers {
+                        let n = self.limits.max_headers;
+                        return Err(ReadError::Refuse(431, format!("More than {n} header lines")));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -139,6 +241,8 @@ impl ClientConnection {
 
             (method, path, version, headers)
         };
+        // spout patch: the body (read by the handler) has its own deadline.
+        self.clock.set(Instant::now() + self.limits.body_timeout);
 
         // building the writer for the request
         let writer = self.sink.next().unwrap();
@@ -161,9 +265,18 @@ impl ClientConnection {
         .map_err(|e| {
             use crate::request;
             match e {
+                // spout patch: a small body, read here, that is late.
+                request::RequestCreationError::CreationIoError(e)
+                    if e.kind() == ErrorKind::TimedOut =>
+                {
+                    ReadError::Refuse(408, "The request body did not arrive in time".into())
+                }
                 request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
+                }
+                request::RequestCreationError::BadFraming(why) => {
+                    ReadError::BadFraming(version, why)
                 }
             }
         })?;
@@ -189,37 +302,43 @@ impl Iterator for ClientConnection {
 
         loop {
             let rq = match self.read() {
+                // spout patch: every error answer is in the pnut envelope
+                // and closes the connection: where the next request would
+                // start is unknown.
                 Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                    self.refuse(HTTPVersion(1, 1), envelope(400, "Malformed HTTP request line"));
+                    return None;
                 }
 
                 Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                    self.refuse(ver, envelope(400, "Malformed HTTP header line"));
+                    return None;
                 }
 
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
+                Err(ReadError::Refuse(code, message)) => {
+                    self.refuse(HTTPVersion(1, 1), envelope(code, &message));
+                    return None;
+                }
+
+                Err(ReadError::BadFraming(ver, why)) => {
+                    self.refuse(ver, envelope(400, why));
+                    return None;
+                }
+
+                // spout patch: a connection idle between requests closes
+                // quietly; one whose head stopped halfway hears why.
+                Err(ReadError::ReadIoError(ref err))
+                    if err.kind() == ErrorKind::TimedOut && self.head_bytes > 0 =>
+                {
+                    let secs = self.limits.head_timeout.as_secs();
+                    let message = format!("The request head did not arrive within {secs} s");
+                    self.refuse(HTTPVersion(1, 1), envelope(408, &message));
+                    return None;
                 }
 
                 Err(ReadError::ExpectationFailed(ver)) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
+                    let response = envelope(417, "Unsupported Expect header");
                     response.raw_print(writer, ver, &[], true, None).ok();
                     return None; // TODO: should be recoverable, but needs handling in case of body
                 }

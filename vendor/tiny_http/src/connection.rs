@@ -27,11 +27,9 @@ impl Listener {
             // spout patch: responses go out as several writes (head, body);
             // with Nagle on, the body waits for the client's delayed ACK
             // (40 ms per request on Linux). Send each write at once.
-            // spout patch: a client that stops sending (slowloris, or an idle
-            // keep-alive connection) frees its pool thread after 20 s.
+            // (Read deadlines come from `Limits`: see `util::Clock`.)
             Self::Tcp(l) => l.accept().map(|(conn, addr)| {
                 let _ = conn.set_nodelay(true);
-                let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(20)));
                 (Connection::from(conn), Some(addr))
             }),
             #[cfg(unix)]
@@ -86,7 +84,7 @@ impl std::io::Write for Connection {
 }
 impl Connection {
     /// Gets the peer's address. Some for TCP, None for Unix sockets.
-    pub(crate) fn peer_addr(&mut self) -> std::io::Result<Option<SocketAddr>> {
+    pub(crate) fn peer_addr(&self) -> std::io::Result<Option<SocketAddr>> {
         match self {
             Self::Tcp(s) => s.peer_addr().map(Some),
             #[cfg(unix)]
@@ -107,6 +105,64 @@ impl Connection {
             Self::Tcp(s) => s.try_clone().map(Self::from),
             #[cfg(unix)]
             Self::Unix(s) => s.try_clone().map(Self::from),
+        }
+    }
+
+    /// spout patch: for the read deadlines (`util::Clock`).
+    pub(crate) fn set_read_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_read_timeout(t),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+
+    /// spout patch: a response write that makes no progress for `t` fails.
+    pub(crate) fn set_write_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_write_timeout(t),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_write_timeout(t),
+        }
+    }
+
+    /// spout patch: the accept thread answers a refused connection without
+    /// ever blocking.
+    pub(crate) fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_nonblocking(on),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_nonblocking(on),
+        }
+    }
+}
+
+// spout patch: the read and write halves of a connection share one socket
+// (an `Arc`), instead of a second descriptor from `try_clone`, so reads and
+// writes go through a shared reference.
+impl std::io::Read for &Connection {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match *self {
+            Connection::Tcp(s) => (&*s).read(buf),
+            #[cfg(unix)]
+            Connection::Unix(s) => (&*s).read(buf),
+        }
+    }
+}
+impl std::io::Write for &Connection {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match *self {
+            Connection::Tcp(s) => (&*s).write(buf),
+            #[cfg(unix)]
+            Connection::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match *self {
+            Connection::Tcp(s) => (&*s).flush(),
+            #[cfg(unix)]
+            Connection::Unix(s) => (&*s).flush(),
         }
     }
 }

@@ -99,7 +99,7 @@ use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
@@ -193,6 +193,93 @@ pub struct SslConfig {
 /// it from its connection (see `Server::from_listener_with_handler`).
 pub type Handler = Arc<dyn Fn(Request) + Send + Sync + 'static>;
 
+/// spout patch: decides, before anything is read, whether a new connection
+/// from this address may be served. `Ok` holds whatever the caller wants
+/// kept for the connection's lifetime (dropped when it closes); `Err` holds
+/// the bytes to answer with (written once, without blocking) before closing.
+pub type Admit =
+    Arc<dyn Fn(Option<SocketAddr>) -> Result<Box<dyn Send>, Vec<u8>> + Send + Sync + 'static>;
+
+/// spout patch: what one connection may make the server spend. Upstream
+/// read a request head with no bound on its size or its duration.
+#[derive(Clone)]
+pub struct Limits {
+    /// How long a connection may wait, idle, for its next request.
+    pub idle_timeout: Duration,
+    /// The whole request head must arrive within this of its first byte.
+    pub head_timeout: Duration,
+    /// A request body must arrive within this of the end of its head.
+    pub body_timeout: Duration,
+    /// A response write that makes no progress for this long fails.
+    pub write_timeout: Duration,
+    /// The longest request line (answered 414 past it).
+    pub max_request_line: usize,
+    /// The longest header line (431 past it).
+    pub max_header_line: usize,
+    /// The most header lines (431 past it).
+    pub max_headers: usize,
+    /// The largest whole head, request line and headers (431 past it).
+    pub max_head: usize,
+    /// Asked for every accepted connection; `None` admits all.
+    pub admit: Option<Admit>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            idle_timeout: Duration::from_secs(20),
+            head_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            max_request_line: 8 * 1024,
+            max_header_line: 8 * 1024,
+            max_headers: 100,
+            max_head: 32 * 1024,
+            admit: None,
+        }
+    }
+}
+
+/// spout patch: logs at most one line per `every` for one kind of trouble
+/// (an accept loop that fails a thousand times a second must not fill the
+/// disk with the same line).
+pub(crate) struct LogEvery {
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+    every: Duration,
+}
+
+impl LogEvery {
+    pub(crate) const fn new(every: Duration) -> LogEvery {
+        LogEvery { last: std::sync::Mutex::new(None), every }
+    }
+
+    /// True when a line may be logged now.
+    pub(crate) fn due(&self) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < self.every) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
+/// spout patch: ends the process (status 70, EX_SOFTWARE) if the accept
+/// thread ends while its server is still open, by a panic or otherwise: a
+/// process that no longer accepts but stays alive would never be restarted
+/// by its supervisor.
+struct ExitUnlessClosed(Arc<AtomicBool>);
+
+impl Drop for ExitUnlessClosed {
+    fn drop(&mut self) {
+        if !self.0.load(Relaxed) {
+            log::error!("the HTTP accept loop ended while the server was open; exiting");
+            std::process::exit(70);
+        }
+    }
+}
+
 impl Server {
     /// spout patch: a server on `listener` that calls `handler` with each
     /// request on the connection's own thread, right after reading it,
@@ -203,7 +290,16 @@ impl Server {
         listener: L,
         handler: Handler,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Self::from_listener_inner(listener, None, Some(handler))
+        Self::from_listener_inner(listener, None, Some(handler), Limits::default())
+    }
+
+    /// spout patch: `from_listener_with_handler` under `limits`.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        handler: Handler,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_inner(listener, None, Some(handler), limits)
     }
 
     /// Shortcut for a simple server on a specific address.
@@ -260,15 +356,17 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Self::from_listener_inner(listener, ssl_config, None)
+        Self::from_listener_inner(listener, ssl_config, None, Limits::default())
     }
 
     fn from_listener_inner<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
         handler: Option<Handler>,
+        limits: Limits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
+        let limits = Arc::new(limits);
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -310,74 +408,109 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
-        thread::spawn(move || {
+        // spout patch: a named thread whose end, unless the server was
+        // closed, ends the process (`ExitUnlessClosed`).
+        thread::Builder::new().name("http-accept".into()).spawn(move || {
+            let _exit_guard = ExitUnlessClosed(inside_close_trigger.clone());
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
+            static ACCEPT_FAILED: LogEvery = LogEvery::new(Duration::from_secs(10));
+            static SPAWN_FAILED: LogEvery = LogEvery::new(Duration::from_secs(10));
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
+                // spout patch: an accept error (out of descriptors, of
+                // memory, a connection reset before it was accepted) is
+                // logged at most every 10 s and the loop goes on after a
+                // short pause; upstream ended the loop, and with it the
+                // listener, at the first error.
+                let (sock, addr) = match server.accept() {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        if inside_close_trigger.load(Relaxed) {
+                            break;
+                        }
+                        if ACCEPT_FAILED.due() {
+                            log::error!("Error accepting new client (going on): {}", e);
+                        }
+                        thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                };
+                // spout patch: admission before anything is read, and the
+                // deadlines of `Limits` (the read ones per phase, in
+                // `ClientConnection`).
+                let ticket = match &limits.admit {
+                    None => None,
+                    Some(admit) => match admit(addr) {
+                        Ok(t) => Some(t),
+                        Err(answer) => {
+                            use std::io::{Read, Write};
+                            if sock.set_nonblocking(true).is_ok() {
+                                // What the client already sent is read
+                                // first: closing with unread bytes resets
+                                // the connection, which can lose the answer.
+                                let _ = (&sock).read(&mut [0u8; 4096]);
+                                let _ = (&sock).write(&answer);
                             }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
+                            let _ = sock.shutdown(Shutdown::Both);
+                            continue;
+                        }
+                    },
+                };
+                let _ = sock.set_write_timeout(Some(limits.write_timeout));
+                use util::RefinedTcpStream;
+                let (read_closable, write_closable) = match ssl {
+                    None => RefinedTcpStream::new(sock),
+                    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+                    Some(ref ssl) => {
+                        // trying to apply SSL over the connection
+                        // if an error occurs, we just close the socket and resume listening
+                        let sock = match ssl.accept(sock) {
+                            Ok(s) => s,
+                            Err(_) => continue,
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        RefinedTcpStream::new(sock)
                     }
-                    Err(e) => Err(e),
+                    #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+                    Some(ref _ssl) => unreachable!(),
                 };
+                let client = ClientConnection::new(write_closable, read_closable, limits.clone());
 
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let handler = handler.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else if let Some(handler) = &handler {
-                                    // spout patch: handled here, no hand-off.
-                                    for rq in client {
-                                        handler(rq);
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
+                let messages = inside_messages.clone();
+                let handler = handler.clone();
+                let mut client = Some((client, ticket));
+                let spawned = tasks_pool.spawn(Box::new(move || {
+                    if let Some((client, _ticket)) = client.take() {
+                        // Synchronization is needed for HTTPS requests to avoid a deadlock
+                        if client.secure() {
+                            let (sender, receiver) = mpsc::channel();
+                            for rq in client {
+                                messages.push(rq.with_notify_sender(sender.clone()).into());
+                                receiver.recv().unwrap();
                             }
-                        }));
+                        } else if let Some(handler) = &handler {
+                            // spout patch: handled here, no hand-off.
+                            for rq in client {
+                                handler(rq);
+                            }
+                        } else {
+                            for rq in client {
+                                messages.push(rq.into());
+                            }
+                        }
                     }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                }));
+                // spout patch: no thread for it: that one connection closes.
+                if let Err(e) = spawned {
+                    if SPAWN_FAILED.due() {
+                        log::error!("cannot start a thread for a connection (closed it): {}", e);
                     }
                 }
             }
             log::debug!("Terminating accept thread");
-        });
+        })?;
 
         // result
         Ok(Server {

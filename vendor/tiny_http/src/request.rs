@@ -108,6 +108,10 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// spout patch: where the body ends cannot be known for sure (RFC 9112
+    /// §6.3): the connection must be closed after a 400.
+    BadFraming(&'static str),
 }
 
 impl From<IoError> for RequestCreationError {
@@ -140,23 +144,58 @@ where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
+    // spout patch: the body's framing per RFC 9112 §6.3. Upstream took the
+    // first `Content-Length` and ignored an unparsable one, and let
+    // `Transfer-Encoding` silently override `Content-Length`: two parties
+    // reading the same bytes could disagree on where the body ends
+    // (request smuggling through a proxy in front of spout).
+    let transfer_encodings: Vec<&Header> = headers
         .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
+        .filter(|h: &&Header| h.field.equiv("Transfer-Encoding"))
+        .collect();
+    let transfer_encoding = if transfer_encodings.is_empty() {
         None
     } else {
-        headers
+        let all: Vec<String> = transfer_encodings
             .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
+            .flat_map(|h| h.value.as_str().split(','))
+            .map(|c| c.trim().to_ascii_lowercase())
+            .collect();
+        if all.last().map(String::as_str) != Some("chunked") {
+            return Err(RequestCreationError::BadFraming(
+                "Transfer-Encoding: a request body must be chunked last",
+            ));
+        }
+        Some(all.join(", "))
     };
+    let mut content_length: Option<usize> = None;
+    for h in headers
+        .iter()
+        .filter(|h: &&Header| h.field.equiv("Content-Length"))
+    {
+        for v in h.value.as_str().split(',') {
+            let v = v.trim();
+            let n = match v.parse::<usize>() {
+                Ok(n) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => {
+                    return Err(RequestCreationError::BadFraming(
+                        "Content-Length: not a whole number",
+                    ))
+                }
+            };
+            if content_length.is_some_and(|c| c != n) {
+                return Err(RequestCreationError::BadFraming(
+                    "Content-Length: given twice with different values",
+                ));
+            }
+            content_length = Some(n);
+        }
+    }
+    if transfer_encoding.is_some() && content_length.is_some() {
+        return Err(RequestCreationError::BadFraming(
+            "Content-Length and Transfer-Encoding must not both be given",
+        ));
+    }
 
     // true if the client sent a `Expect: 100-continue` header
     let expects_continue = {

@@ -58,7 +58,7 @@ impl TaskPool {
         };
 
         for _ in 0..MIN_THREADS {
-            pool.add_thread(None)
+            let _ = pool.add_thread(None);
         }
 
         pool
@@ -66,8 +66,12 @@ impl TaskPool {
 
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
-    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut queue = self.sharing.todo.lock().unwrap();
+    ///
+    /// spout patch: when no thread can be started (out of memory, the
+    /// threads limit), `code` is dropped without running and the error is
+    /// returned; upstream panicked, on the accept thread.
+    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) -> std::io::Result<()> {
+        let mut queue = self.sharing.todo.lock().unwrap_or_else(|p| p.into_inner());
 
         // spout patch: a worker that was already notified still counts as
         // waiting until it wakes, so "waiting > 0" does not mean a worker is
@@ -77,17 +81,21 @@ impl TaskPool {
         // closed (the keep-alive race in DESIGN.md).
         if queue.len() >= self.sharing.waiting_tasks.load(Ordering::Acquire) {
             drop(queue);
-            self.add_thread(Some(code));
+            self.add_thread(Some(code))
         } else {
             queue.push_back(code);
             self.sharing.condvar.notify_one();
+            Ok(())
         }
     }
 
-    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
+    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) -> std::io::Result<()> {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        // spout patch: a named thread from `Builder`, whose failure is an
+        // error for the caller rather than a panic.
+        let builder = thread::Builder::new().name("http-conn".into());
+        builder.spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -130,7 +138,8 @@ impl TaskPool {
 
                 task();
             }
-        });
+        })?;
+        Ok(())
     }
 }
 
