@@ -26,7 +26,8 @@
 //!   --bin PATH                the spout binary (default: target/release/spout, built if missing)
 //!   --api URL --stream HOST:PORT --db PATH   use a running server (its
 //!                             database for the admin commands; start it with
-//!                             large --max-conns-per-app and --max-conns)
+//!                             large --max-conns-per-app, --max-pending and
+//!                             --max-pending-per-ip)
 //!
 //! Latency is publish-to-receipt: each post's text carries the writer's
 //! clock in ns just before the request; a subscriber loop subtracts it
@@ -234,6 +235,11 @@ fn start_target(a: &Args) -> Target {
             "--max-conns-per-app",
             "1000000",
             "--max-conns",
+            "1000000",
+            // Every client of the bench comes from 127.0.0.1.
+            "--max-pending",
+            "1000000",
+            "--max-pending-per-ip",
             "1000000",
             "--http-threads",
             "16",
