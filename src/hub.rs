@@ -673,7 +673,7 @@ impl Hub {
             grants.entry(r.app_id).or_default().insert(r.user_id, r.scopes);
         }
         let (save_tx, save_rx) = bounded::<Vec<(i64, i64)>>(4);
-        crate::server::spawn("cursor-saver".into(), None, move || {
+        crate::thread::spawn("cursor-saver".into(), None, move || {
             for batch in save_rx {
                 let r = db.write(|tx| {
                     for (stream_id, seq) in &batch {
@@ -688,7 +688,7 @@ impl Hub {
         })
         .map_err(|e| e.to_string())?;
         let state = HubState::new(grants, shared.clone(), save_tx);
-        crate::server::spawn("hub".into(), None, move || state.run(rx)).map_err(|e| e.to_string())?;
+        crate::thread::spawn("hub".into(), None, move || state.run(rx)).map_err(|e| e.to_string())?;
         Ok(Hub { shared })
     }
 

@@ -2,6 +2,9 @@
 //! `src/main.rs`; this library holds everything so tests and examples can
 //! reach the few parts they need.
 
+// One `unsafe` block, in `storage::writer::submit`, allowed there alone.
+#![deny(unsafe_code)]
+
 pub mod admission;
 pub mod api;
 pub mod auth;
@@ -20,6 +23,7 @@ pub mod retention;
 pub mod server;
 pub mod storage;
 pub mod text;
+pub mod thread;
 pub mod transport;
 pub mod util;
 pub mod wire;

@@ -2,6 +2,8 @@
 //! manages users, apps and tokens on the same database (safe while the
 //! server runs). Exit codes: 0 ok, 1 runtime failure, 2 bad usage.
 
+#![forbid(unsafe_code)]
+
 use serde_json::json;
 use spout::config::{self, Config};
 use spout::storage::{apps, users, Db};

@@ -16,19 +16,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Starts a named thread (every thread in spout goes through here).
-pub fn spawn<F: FnOnce() + Send + 'static>(
-    name: String,
-    stack: Option<usize>,
-    f: F,
-) -> std::io::Result<JoinHandle<()>> {
-    let mut b = std::thread::Builder::new().name(name);
-    if let Some(s) = stack {
-        b = b.stack_size(s);
-    }
-    b.spawn(f)
-}
-
 /// A running server.
 pub struct ServerHandle {
     pub api_addr: SocketAddr,
@@ -130,7 +117,7 @@ pub fn start(mut cfg: Config) -> Result<ServerHandle, String> {
         // checkpoints cannot catch up (`Db::checkpoint_restart`) and reserves
         // the blocks the WAL will grow into (`Db::reserve_wal`).
         threads.push(
-            spawn("log-tail".into(), None, move || {
+            crate::thread::spawn("log-tail".into(), None, move || {
                 let mut wal_len = 0;
                 while !stopping.load(Ordering::Relaxed) {
                     std::thread::park_timeout(Duration::from_millis(100));
@@ -158,7 +145,7 @@ pub fn start(mut cfg: Config) -> Result<ServerHandle, String> {
         let (db, hub, stopping) = (db.clone(), hub.clone(), stopping.clone());
         let (every, secs, count) = (cfg.prune_every, cfg.retention_secs, cfg.retention_events);
         threads.push(
-            spawn("retention".into(), None, move || loop {
+            crate::thread::spawn("retention".into(), None, move || loop {
                 std::thread::park_timeout(every);
                 if stopping.load(Ordering::Relaxed) {
                     return;

@@ -1099,7 +1099,7 @@ pub fn start_poll_closer(
     stopping: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, String> {
     close_due_polls(&db, &api_url).map_err(|e| format!("closing due polls: {}", e.message))?;
-    let h = crate::server::spawn("poll-closer".into(), None, move || {
+    let h = crate::thread::spawn("poll-closer".into(), None, move || {
         // Registered before the first look at the next due time, so a poll
         // created from here on always wakes a thread that will re-read it.
         if let Ok(mut t) = CLOSER.lock() {

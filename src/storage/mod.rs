@@ -1,7 +1,7 @@
-//! The only place with SQL. One writer thread owning the writer connection
-//! (group commit: the writes queued at a moment share one IMMEDIATE
-//! transaction, each under its own savepoint) and a small pool of readers; migrations; the event log as outbox, handed
-//! to the hub after commit and in commit order.
+//! The only place with SQL: the `Db` handle, its reader connections and the
+//! token cache here; the writer thread and group commit in `writer`; WAL
+//! upkeep in `wal`; one file per table group; migrations; the event log as
+//! outbox, handed to the hub after commit and in commit order.
 
 pub mod apps;
 pub mod channels;
@@ -11,44 +11,30 @@ pub mod migrations;
 pub mod posts;
 pub mod streams;
 pub mod users;
+mod wal;
+mod writer;
 
 pub use apps::{App, AuthRow, Principal};
 pub use streams::StreamRow;
 pub use users::UserRow;
+pub use wal::WAL_RESTART_BYTES;
+use wal::{WAL_FRAME_HEADER, WAL_KEEP_BYTES};
+use writer::{Job, Writer};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::event::{Event, NewEvent, Outbox, Signal};
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{unbounded, Sender};
 use rusqlite::{Connection, OpenFlags};
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Where committed outbox items go (the hub). Called on the writer thread
 /// right after each commit, so items arrive in commit order; it must not
 /// block for long.
 pub type Sink = Box<dyn Fn(Vec<Outbox>) + Send + Sync>;
-
-/// When the WAL holds more than this many bytes, the server has it start
-/// over (`Db::checkpoint_restart`). Each restart pauses writes for 5-10 ms
-/// here (its last pages and syncs), so it is rare: at 2,000 posts/s (5.6
-/// KiB of WAL per post with 1 KiB pages) about every 23 s.
-pub const WAL_RESTART_BYTES: i64 = 256 << 20;
-
-/// The WAL file is truncated to this size when it starts over, so it is
-/// reused rather than grown (growing it had ext4 zero every new block).
-/// It must exceed what the WAL holds when it restarts, as writes go on
-/// while the restart is prepared. When it was less (64 Ki x 4 KiB, while a
-/// frame is a page plus a 24-byte header), every restart truncated the
-/// WAL: a 7.6 ms `ftruncate` on the writer thread while writes waited
-/// (perf trace, 100 x 2,000 posts/s), and the WAL then grew again.
-const WAL_KEEP_BYTES: i64 = WAL_RESTART_BYTES / 4 * 5;
-
-/// Each WAL frame is a page after a header of this size.
-const WAL_FRAME_HEADER: i64 = 24;
 
 /// The page size of a new database (SQLite's default is 4 KiB; a database
 /// keeps the size it was created with). A commit writes every page it
@@ -70,88 +56,6 @@ pub(crate) fn trim_page<T>(mut rows: Vec<T>, count: i64) -> (Vec<T>, bool) {
         rows.reverse();
     }
     (rows, more)
-}
-
-/// Most writes one transaction (group commit) takes.
-const MAX_BATCH: usize = 64;
-
-/// The writer connection; owned by the writer thread.
-struct Writer {
-    conn: Connection,
-    /// Highest event seq handed to the sink.
-    published: i64,
-    sink: Arc<OnceLock<Sink>>,
-    /// Bumped after each commit that may have changed a token, an
-    /// authorization, an app or a user (`Db::principal`).
-    auth_gen: Arc<AtomicU64>,
-}
-
-/// The body of a `Db::write`: runs in the batch's transaction under its own
-/// savepoint and says whether to keep what it did.
-type WriteFn = Box<dyn FnOnce(&mut Tx) -> bool + Send + 'static>;
-
-/// Work for the writer thread.
-enum Job {
-    Write(WriteJob),
-    /// Runs between transactions (catch-up, checkpoint).
-    Plain(Box<dyn FnOnce(&mut Writer) + Send + 'static>),
-}
-
-struct WriteJob {
-    run: Option<WriteFn>,
-    done: Arc<Done>,
-    /// The write may change who a token is (`Db::write` against
-    /// `Db::write_content`).
-    touches_auth: bool,
-}
-
-impl WriteJob {
-    /// Tells the caller how its write ended: `None`, the body's own result
-    /// stands; `Some`, the write was not committed after all.
-    fn finish(mut self, outcome: Option<ApiError>) {
-        drop(self.run.take());
-        self.done.set(outcome);
-    }
-}
-
-impl Drop for WriteJob {
-    /// A job dropped unfinished (the writer is going away) still releases
-    /// its caller, and only after its body is gone (`Db::write` relies on
-    /// that).
-    fn drop(&mut self) {
-        drop(self.run.take());
-        self.done.set(Some(ApiError::internal()));
-    }
-}
-
-/// A write's outcome, handed from the writer thread to the caller, who
-/// sleeps on the condvar (a channel's receive spins and yields first, which
-/// cost the API threads CPU the writer needed).
-#[derive(Default)]
-struct Done {
-    outcome: Mutex<Option<Option<ApiError>>>,
-    cv: Condvar,
-}
-
-impl Done {
-    /// The first outcome counts.
-    fn set(&self, o: Option<ApiError>) {
-        let mut g = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
-        if g.is_none() {
-            *g = Some(o);
-            self.cv.notify_one();
-        }
-    }
-
-    fn wait(&self) -> Option<ApiError> {
-        let mut g = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(o) = g.take() {
-                return o;
-            }
-            g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
-        }
-    }
 }
 
 /// A handle on the database; cheap to share behind an `Arc`.
@@ -262,7 +166,7 @@ impl Db {
         // Unbounded: every sender waits for its own job, so at most one job
         // per thread is queued.
         let (jobs, rx) = unbounded();
-        crate::server::spawn("db-writer".into(), None, move || writer.run(rx))
+        crate::thread::spawn("db-writer".into(), None, move || writer.run(rx))
             .map_err(|e| format!("cannot start the database writer: {e}"))?;
         Ok(Db {
             path: path.to_path_buf(),
@@ -275,12 +179,6 @@ impl Db {
             auth_gen,
             principals: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// How many WAL frames make `WAL_RESTART_BYTES` (the log-tail thread
-    /// restarts the WAL past it).
-    pub fn wal_restart_frames(&self) -> i64 {
-        self.restart_frames
     }
 
     /// Installs where committed events go. Only the first call counts.
@@ -323,47 +221,6 @@ impl Db {
         self.write_job(false, f)
     }
 
-    fn write_job<T: Send>(
-        &self,
-        touches_auth: bool,
-        f: impl FnOnce(&mut Tx) -> ApiResult<T> + Send,
-    ) -> ApiResult<T> {
-        let mut slot: Option<ApiResult<T>> = None;
-        let done = Arc::new(Done::default());
-        {
-            let out = &mut slot;
-            let run: Box<dyn FnOnce(&mut Tx) -> bool + Send + '_> = Box::new(move |tx: &mut Tx| {
-                let r = f(tx);
-                let ok = r.is_ok();
-                *out = Some(r);
-                ok
-            });
-            // SAFETY: only the lifetime is erased (same fat-pointer layout).
-            // `run` borrows `slot` and whatever `f` borrows, all of which
-            // outlive this call, and this call does not return before `run`
-            // is gone: `done.wait()` below returns only once the job set an
-            // outcome, which `WriteJob::finish` and `WriteJob::drop` both do
-            // after dropping the body if the job still holds it; the writer
-            // takes the body out of the job only to call it, which consumes
-            // it (also when it panics) before the job is finished. The
-            // writer runs each body inside `catch_unwind`, and nothing here
-            // can unwind between the send and the wait. If the
-            // send fails, the job comes back in the error and is dropped
-            // here, before we return.
-            let run: WriteFn =
-                unsafe { std::mem::transmute::<Box<dyn FnOnce(&mut Tx) -> bool + Send + '_>, WriteFn>(run) };
-            let job = WriteJob { run: Some(run), done: done.clone(), touches_auth };
-            if let Err(e) = self.jobs.send(Job::Write(job)) {
-                drop(e);
-                return Err(ApiError::internal());
-            }
-        }
-        match done.wait() {
-            None => slot.unwrap_or_else(|| Err(ApiError::internal())),
-            Some(e) => Err(e),
-        }
-    }
-
     /// Who a bearer token is, if anyone. Looked up in the database, or
     /// taken from a lookup made since the last commit that could have
     /// changed the answer (and within `PRINCIPAL_TTL`): such a commit bumps
@@ -396,93 +253,21 @@ impl Db {
 
     /// Runs `f` on the writer thread between transactions and waits for it.
     fn plain<T: Send + 'static>(&self, f: impl FnOnce(&mut Writer) -> T + Send + 'static) -> ApiResult<T> {
-        let (tx, rx) = bounded(1);
-        let job = Job::Plain(Box::new(move |w: &mut Writer| {
-            let _ = tx.send(f(w));
-        }));
-        self.jobs.send(job).map_err(|_| ApiError::internal())?;
-        rx.recv().map_err(|_| ApiError::internal())
+        writer::plain(&self.jobs, f)
+    }
+
+    fn write_job<T: Send>(
+        &self,
+        touches_auth: bool,
+        f: impl FnOnce(&mut Tx) -> ApiResult<T> + Send,
+    ) -> ApiResult<T> {
+        writer::submit(&self.jobs, touches_auth, f)
     }
 
     /// Publishes events committed by other processes that the hub has not
     /// seen yet. The server calls this every few seconds.
     pub fn catch_up(&self) {
         let _ = self.plain(|w| w.publish(Vec::new()));
-    }
-
-    /// Copies what the WAL holds into the database file without blocking
-    /// writers (run every few seconds by the server).
-    /// Returns how many frames the WAL holds.
-    pub fn checkpoint_passive(&self) -> ApiResult<i64> {
-        self.read(|c| Ok(c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))?))
-    }
-
-    /// Keeps disk blocks reserved past the WAL's end for the next two
-    /// intervals' growth (the growth since the last call, `grown_to`),
-    /// without changing its size or contents, so it is safe beside any
-    /// writer. Until the WAL first starts over every commit grows the file,
-    /// and ext4 allocated blocks on the write path. Alternating runs of the
-    /// bench (whose runs fall mostly in that first cycle): 100 x 2,000/s p99
-    /// 27, 15, 16 ms without, 17.5, 14, 12 ms with a reserve; ingest 3,663
-    /// to 3,689 posts/s without, 3,720 to 3,779 with. A quiet WAL reserves
-    /// nothing. Where the filesystem cannot, nothing changes.
-    pub fn reserve_wal(&self, grown_to: &mut u64) {
-        let wal = format!("{}-wal", self.path.display());
-        // SQLite locks the database and -shm files, never the WAL, so this
-        // descriptor may be closed.
-        let Ok(f) = std::fs::OpenOptions::new().write(true).open(&wal) else { return };
-        let Ok(len) = f.metadata().map(|m| m.len()) else { return };
-        let growth = len.saturating_sub(*grown_to);
-        *grown_to = len;
-        if growth > 0 && len < WAL_KEEP_BYTES as u64 {
-            let flags = rustix::fs::FallocateFlags::KEEP_SIZE;
-            if let Err(e) = rustix::fs::fallocate(&f, flags, len, 2 * growth) {
-                log::debug!("cannot reserve blocks for {wal}: {e}");
-            }
-        }
-    }
-
-    /// Writes to disk what checkpoints copied into the database file.
-    /// SQLite syncs that file only when a checkpoint copied the whole WAL,
-    /// which under steady writes is only `checkpoint_restart`'s: that one
-    /// then had seconds of copied pages to write while writes waited (76 ms
-    /// here at 2,000 posts/s). Synced here first, beside the writer, it has
-    /// only its own last pages to write.
-    pub fn sync_file(&self) -> ApiResult<()> {
-        let mut slot = self.file.lock().map_err(|_| ApiError::internal())?;
-        let io = |e: std::io::Error| {
-            log::error!("cannot sync {}: {e}", self.path.display());
-            ApiError::internal()
-        };
-        let file = match *slot {
-            Some(f) => f,
-            None => *slot.insert(Box::leak(Box::new(std::fs::File::open(&self.path).map_err(io)?))),
-        };
-        file.sync_data().map_err(io)
-    }
-
-    /// Lets the WAL start over from its beginning. The passive checkpoints
-    /// run beside the writer and never catch up with it while writes keep
-    /// coming (even at 200 posts/s), so the WAL only grew: 93 MB after 12 s
-    /// at 200 posts/s, 760 MB after 10 s of bench ingest, and readers search
-    /// an ever longer WAL index. A passive checkpoint on the writer thread,
-    /// between transactions, copies the last frames, and the next commit
-    /// restarts the WAL. It pauses writes while it copies and syncs (5-10 ms
-    /// here after `sync_file`, 70-100 ms without), hence only past
-    /// `WAL_RESTART_BYTES`.
-    pub fn checkpoint_restart(&self) -> ApiResult<()> {
-        self.writer_checkpoint("PRAGMA wal_checkpoint(PASSIVE)")
-    }
-
-    /// Copies the WAL into the database file and truncates it (shutdown).
-    pub fn checkpoint(&self) -> ApiResult<()> {
-        self.writer_checkpoint("PRAGMA wal_checkpoint(TRUNCATE)")
-    }
-
-    /// Runs a checkpoint `pragma` on the writer thread, between transactions.
-    fn writer_checkpoint(&self, pragma: &'static str) -> ApiResult<()> {
-        self.plain(move |w| w.conn.query_row(pragma, [], |_| Ok(())))??;
-        Ok(())
     }
 
     /// Committed events with `after < seq <= upto`, oldest first (replay).
@@ -498,163 +283,6 @@ impl Db {
     /// The schema version (`PRAGMA user_version`).
     pub fn schema_version(&self) -> ApiResult<i64> {
         self.read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
-    }
-}
-
-impl Writer {
-    fn run(mut self, rx: Receiver<Job>) {
-        let mut writes: Vec<WriteJob> = Vec::new();
-        while let Ok(first) = rx.recv() {
-            let mut next = Some(first);
-            let mut taken = 0;
-            while let Some(job) = next.take() {
-                taken += 1;
-                match job {
-                    Job::Write(j) => writes.push(j),
-                    Job::Plain(f) => {
-                        self.commit_batch(std::mem::take(&mut writes));
-                        // A panic drops its reply channel: the caller gets an
-                        // error, and the writer goes on.
-                        if catch_unwind(AssertUnwindSafe(|| f(&mut self))).is_err() {
-                            log::error!("a database maintenance job panicked");
-                        }
-                    }
-                }
-                if taken < MAX_BATCH {
-                    next = rx.try_recv().ok();
-                }
-            }
-            self.commit_batch(std::mem::take(&mut writes));
-        }
-    }
-
-    fn exec(&self, sql: &str) -> rusqlite::Result<()> {
-        self.conn.qexec(sql, []).map(|_| ())
-    }
-
-    /// Runs `jobs` in one transaction, each under a savepoint, commits,
-    /// publishes, then tells each caller. A job alone needs no savepoint:
-    /// if it fails, the whole transaction is rolled back. (A savepoint
-    /// copies each page's first change to a statement journal, and opening
-    /// and releasing it are two more statements.)
-    fn commit_batch(&mut self, jobs: Vec<WriteJob>) {
-        if jobs.is_empty() {
-            return;
-        }
-        let alone = jobs.len() == 1;
-        let touches_auth = jobs.iter().any(|j| j.touches_auth);
-        if let Err(e) = self.exec("BEGIN IMMEDIATE") {
-            let e = ApiError::from(e);
-            for j in jobs {
-                j.finish(Some(e.clone()));
-            }
-            return;
-        }
-        let mut out: Vec<Outbox> = Vec::new();
-        let mut kept: Vec<WriteJob> = Vec::new();
-        for mut job in jobs {
-            if let Err(e) = if alone { Ok(()) } else { self.exec("SAVEPOINT job") } {
-                // The body never runs; `finish` drops it before answering.
-                log::error!("cannot open a savepoint: {e}");
-                job.finish(Some(ApiError::internal()));
-                continue;
-            }
-            let Some(run) = job.run.take() else {
-                if !alone {
-                    let _ = self.exec("RELEASE job");
-                }
-                continue;
-            };
-            let mut tx = Tx { conn: &self.conn, out: Vec::new() };
-            // `run` moves into the closure: called, or dropped while a panic
-            // unwinds, it is gone before `job` is finished below.
-            let ok = catch_unwind(AssertUnwindSafe(|| run(&mut tx))).unwrap_or_else(|_| {
-                log::error!("a database write panicked; it was rolled back");
-                false
-            });
-            let produced = tx.out;
-            if ok && (alone || self.exec("RELEASE job").is_ok()) {
-                out.extend(produced);
-                kept.push(job);
-                continue;
-            }
-            // Undo this write alone. (The caller's result is already its
-            // error, or, if only the release failed, is overridden here.)
-            let undone = !alone && self.exec("ROLLBACK TO job").is_ok() && self.exec("RELEASE job").is_ok();
-            job.finish(ok.then(ApiError::internal));
-            if alone {
-                let _ = self.exec("ROLLBACK");
-                return;
-            }
-            if !undone || self.conn.is_autocommit() {
-                // The error took the whole transaction with it: the writes
-                // kept so far are gone too.
-                log::error!("a failed write aborted its transaction; {} writes in it failed", kept.len());
-                let _ = self.exec("ROLLBACK");
-                for k in kept.drain(..) {
-                    k.finish(Some(ApiError::internal()));
-                }
-                out.clear();
-                if let Err(e) = self.exec("BEGIN IMMEDIATE") {
-                    log::error!("cannot begin a write transaction: {e}");
-                    return;
-                }
-            }
-        }
-        match self.exec("COMMIT") {
-            Ok(()) => {
-                // Before anyone is answered (`Db::principal`).
-                if touches_auth {
-                    self.auth_gen.fetch_add(1, Ordering::SeqCst);
-                }
-                // These writes are committed: a panic here must not answer
-                // them with an error (a retry would write them twice) nor
-                // leave the hub without their events. Stop at once; on the
-                // next start, streams replay the log from their cursors.
-                if catch_unwind(AssertUnwindSafe(|| self.publish(out))).is_err() {
-                    log::error!("publishing committed events panicked; aborting so nothing is lost or answered wrongly");
-                    std::process::abort();
-                }
-                for k in kept {
-                    k.finish(None);
-                }
-            }
-            Err(e) => {
-                log::error!("commit failed: {e}");
-                let _ = self.exec("ROLLBACK");
-                let e = ApiError::from(e);
-                for k in kept {
-                    k.finish(Some(e.clone()));
-                }
-            }
-        }
-    }
-
-    fn publish(&mut self, out: Vec<Outbox>) {
-        let first_ours = out.iter().find_map(|o| match o {
-            Outbox::Event(e) => Some(e.seq),
-            _ => None,
-        });
-        let mut items = Vec::new();
-        let gap_end = first_ours.unwrap_or(i64::MAX);
-        if gap_end > self.published + 1 {
-            match events::range(&self.conn, self.published, gap_end) {
-                Ok(evs) => items.extend(evs.into_iter().map(|e| Outbox::Event(Arc::new(e)))),
-                Err(e) => log::error!("reading events written elsewhere: {e}"),
-            }
-        }
-        items.extend(out);
-        for it in &items {
-            if let Outbox::Event(e) = it {
-                self.published = self.published.max(e.seq);
-            }
-        }
-        if items.is_empty() {
-            return;
-        }
-        if let Some(sink) = self.sink.get() {
-            sink(items);
-        }
     }
 }
 
@@ -702,6 +330,7 @@ pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ApiError;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn temp_db(tag: &str) -> (Db, PathBuf) {

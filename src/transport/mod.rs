@@ -69,7 +69,7 @@ pub fn start_listener(
         ws_max_message: cfg.ws_max_message,
     };
     let reactor = Reactor::start().map_err(|e| format!("cannot start the stream reactor: {e}"))?;
-    crate::server::spawn("stream-accept".into(), None, move || {
+    crate::thread::spawn("stream-accept".into(), None, move || {
         static ACCEPT_FAILED: LogEvery = LogEvery::new(Duration::from_secs(10));
         static SPAWN_FAILED: LogEvery = LogEvery::new(Duration::from_secs(10));
         let _exit = ExitUnlessStopping(stopping.clone());
@@ -97,7 +97,7 @@ pub fn start_listener(
             };
             let (ctx, hub, cc, reactor) = (ctx.clone(), hub.clone(), cc.clone(), reactor.clone());
             LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
-            let r = crate::server::spawn("conn".into(), Some(CONN_STACK), move || {
+            let r = crate::thread::spawn("conn".into(), Some(CONN_STACK), move || {
                 let mut ticket = ticket;
                 let r =
                     catch_unwind(AssertUnwindSafe(|| serve(sock, &ctx, &hub, &cc, &reactor, &mut ticket)));

@@ -27,7 +27,7 @@ impl Reactor {
         let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let r = Arc::new(Reactor { ep, threads: Mutex::new(HashMap::new()) });
         let me = r.clone();
-        crate::server::spawn("stream-reactor".into(), Some(256 * 1024), move || me.run())?;
+        crate::thread::spawn("stream-reactor".into(), Some(256 * 1024), move || me.run())?;
         Ok(r)
     }
 
