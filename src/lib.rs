@@ -9,6 +9,7 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod ctx;
 pub mod error;
 pub mod event;
 pub mod filter;

@@ -1,8 +1,9 @@
 //! Starts the two listeners and their threads; `ServerHandle` knows the bound
 //! addresses and stops everything. The only user of tiny_http besides `http`.
 
-use crate::api::{self, Ctx};
+use crate::api;
 use crate::config::Config;
+use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::hub::Hub;

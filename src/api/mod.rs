@@ -11,21 +11,8 @@ mod users;
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Req, Resp};
-use crate::storage::Db;
-use std::sync::Arc;
 
-/// What every handler can reach.
-pub struct Ctx {
-    pub db: Arc<Db>,
-    /// `http://host:port` of the API as clients should see it.
-    pub api_url: String,
-    /// The `endpoint` reported for streams, e.g. `ws://127.0.0.1:8081/v1/app`.
-    pub stream_endpoint: String,
-    pub hub: crate::hub::Hub,
-    /// Guards password checks (failure budgets, the hashing pool).
-    pub login: crate::login::Login,
-    pub started: std::time::Instant,
-}
+pub use crate::ctx::Ctx;
 
 /// A stream's filter, by id, compiled (None without one, or if it is gone).
 pub fn load_filter(

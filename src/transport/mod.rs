@@ -7,9 +7,9 @@ mod conn;
 mod reactor;
 
 use crate::admission::{Admission, Ticket};
-use crate::api::Ctx;
 use crate::auth;
 use crate::config::Config;
+use crate::ctx::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Req, Resp};
 use crate::hub::{Hub, Outlet, Sub};
