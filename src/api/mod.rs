@@ -13,6 +13,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{Req, Resp};
 
 pub use crate::ctx::Ctx;
+pub use crate::http::params::parse_id;
 
 /// A stream's filter, by id, compiled (None without one, or if it is gone).
 pub fn load_filter(
@@ -124,14 +125,6 @@ fn check_body_type(req: &Req) -> ApiResult<()> {
         ))),
         None => Err(ApiError::bad_request("Content-Type: required for a request with a body")),
     }
-}
-
-/// A path or query id: a positive integer, else a 400 naming `field`.
-pub fn parse_id(field: &str, s: &str) -> ApiResult<i64> {
-    s.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| ApiError::bad_request(format!("{field}: '{s}' is not a valid id")))
 }
 
 #[cfg(test)]

@@ -82,12 +82,7 @@ pub fn get_me(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 
 pub fn get_many(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let viewer = viewer_of(ctx, req)?;
-    let ids =
-        req.param("ids").ok_or_else(|| ApiError::bad_request("ids: required (comma-separated user ids)"))?;
-    let idents: Vec<&str> = ids.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    if idents.len() > 200 {
-        return Err(ApiError::bad_request("ids: at most 200 ids"));
-    }
+    let idents = crate::http::params::ids(req, 200, "comma-separated user ids")?;
     let list = ctx.db.read(|c| {
         let mut out = Vec::new();
         for ident in &idents {

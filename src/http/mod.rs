@@ -2,6 +2,7 @@
 //! query and body parsing with clear 400s, the pnut envelope on the way out.
 
 pub mod multipart;
+pub mod params;
 
 use crate::error::{ApiError, ApiResult};
 use crate::util::parse_query;

@@ -4,6 +4,7 @@
 //! close event in the same transaction), and the poll rendering it needs.
 
 use super::users::{self, UserRow};
+use super::Page;
 use super::{apps, json_col, Cached, Db, Tx};
 use crate::error::{ApiError, ApiResult};
 use crate::event::{Audience, NewEvent, ObjType};
@@ -15,37 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
-
-// ---------------------------------------------------------------- pagination
-
-/// pnut pagination: `since_id` < key < `before_id`, `count` > 0 takes the
-/// newest N of that window, < 0 the oldest N; output is newest first.
-#[derive(Clone, Copy, Debug)]
-pub struct Page {
-    pub since: Option<i64>,
-    pub before: Option<i64>,
-    pub count: i64,
-}
-
-impl Page {
-    /// SQL fragments for a key column: (`AND …` bounds, `ORDER BY … LIMIT n+1`).
-    fn sql(&self, key: &str) -> (String, String) {
-        let mut w = String::new();
-        if let Some(s) = self.since {
-            w.push_str(&format!(" AND {key} > {s}"));
-        }
-        if let Some(b) = self.before {
-            w.push_str(&format!(" AND {key} < {b}"));
-        }
-        let dir = if self.count < 0 { "ASC" } else { "DESC" };
-        (w, format!(" ORDER BY {key} {dir} LIMIT {}", self.count.unsigned_abs() + 1))
-    }
-
-    /// Trims the extra row, puts newest first; returns whether there is more.
-    fn finish<T>(&self, rows: Vec<T>) -> (Vec<T>, bool) {
-        super::trim_page(rows, self.count)
-    }
-}
 
 // ---------------------------------------------------------------------- ACL
 

@@ -8,6 +8,7 @@ pub mod channels;
 pub mod events;
 pub mod filters;
 pub mod migrations;
+mod page;
 pub mod posts;
 pub mod streams;
 pub mod users;
@@ -15,6 +16,8 @@ mod wal;
 mod writer;
 
 pub use apps::{App, AuthRow, Principal};
+pub(crate) use page::trim_page;
+pub use page::Page;
 pub use streams::StreamRow;
 pub use users::UserRow;
 pub use wal::WAL_RESTART_BYTES;
@@ -44,19 +47,6 @@ pub type Sink = Box<dyn Fn(Vec<Outbox>) + Send + Sync>;
 /// KiB of WAL per post with 4 KiB pages, 9.6 with 2 KiB, 5.6 with 1 KiB, so
 /// the checkpoints have a third of the bytes to sync and copy.
 const NEW_PAGE_SIZE: i64 = 1024;
-
-/// A page read with one row more than `count` asks for (`count` < 0: the
-/// oldest first, read ascending): drops the extra row, puts the page in the
-/// order asked for, and says whether there was more.
-pub(crate) fn trim_page<T>(mut rows: Vec<T>, count: i64) -> (Vec<T>, bool) {
-    let n = count.unsigned_abs() as usize;
-    let more = rows.len() > n;
-    rows.truncate(n);
-    if count < 0 {
-        rows.reverse();
-    }
-    (rows, more)
-}
 
 /// A handle on the database; cheap to share behind an `Arc`.
 pub struct Db {

@@ -2,6 +2,7 @@
 //! (follows, mutes, blocks), presence, and the paged list queries on them.
 //! Rendering and the rules live in `api::posts`; only SQL is here.
 
+use super::Page;
 use super::{json_col, Cached};
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
@@ -335,15 +336,6 @@ pub fn user_counts(c: &Connection, id: i64) -> rusqlite::Result<[i64; 4]> {
     .unwrap_or([0; 4]))
 }
 
-/// A page request (pnut's `before_id`, `since_id`, `count`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PageReq {
-    pub before_id: Option<i64>,
-    pub since_id: Option<i64>,
-    /// Non-zero, |count| <= 200; negative takes the oldest of the window.
-    pub count: i64,
-}
-
 /// One listed item: its pagination id, the object id and an extra text
 /// (the bookmark note).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -353,28 +345,28 @@ pub struct Item {
     pub extra: Option<String>,
 }
 
-/// A page, newest first, and whether the window holds more.
-pub struct Page {
+/// A page of listed items, newest first, and whether the window holds more.
+pub struct Listed {
     pub items: Vec<Item>,
     pub more: bool,
 }
 
 /// Runs `inner` (a SELECT of `pid, oid, extra`) through the page window.
-fn paged(c: &Connection, inner: &str, mut args: Vec<Sql>, p: &PageReq) -> rusqlite::Result<Page> {
+fn paged(c: &Connection, inner: &str, mut args: Vec<Sql>, p: &Page) -> rusqlite::Result<Listed> {
     let n = p.count.unsigned_abs() as i64;
     let order = if p.count < 0 { "ASC" } else { "DESC" };
     let sql = format!(
         "SELECT pid, oid, extra FROM ({inner}) WHERE pid > ? AND pid < ? ORDER BY pid {order} LIMIT ?"
     );
-    args.push(Sql::Integer(p.since_id.unwrap_or(0)));
-    args.push(Sql::Integer(p.before_id.unwrap_or(i64::MAX)));
+    args.push(Sql::Integer(p.since.unwrap_or(0)));
+    args.push(Sql::Integer(p.before.unwrap_or(i64::MAX)));
     args.push(Sql::Integer(n + 1));
     let mut st = c.prepare_cached(&sql)?;
     let rows = st.query_map(params_from_iter(args), |r| {
         Ok(Item { pid: r.get(0)?, oid: r.get(1)?, extra: r.get(2)? })
     })?;
     let (items, more) = super::trim_page(rows.collect::<rusqlite::Result<_>>()?, p.count);
-    Ok(Page { items, more })
+    Ok(Listed { items, more })
 }
 
 /// The post lists.
@@ -407,7 +399,7 @@ pub struct Hide {
 }
 
 /// A page of post ids. Deleted reposts never show.
-pub fn post_page(c: &Connection, list: &PostList, hide: Hide, p: &PageReq) -> rusqlite::Result<Page> {
+pub fn post_page(c: &Connection, list: &PostList, hide: Hide, p: &Page) -> rusqlite::Result<Listed> {
     let include_deleted = hide.include_deleted;
     let mut args: Vec<Sql> = Vec::new();
     let mut cond = String::from("NOT (p.repost_of IS NOT NULL AND p.is_deleted = 1)");
@@ -461,12 +453,7 @@ pub fn post_page(c: &Connection, list: &PostList, hide: Hide, p: &PageReq) -> ru
 }
 
 /// A user's bookmarks, paged by bookmark id; `extra` is the note.
-pub fn bookmark_page(
-    c: &Connection,
-    user: i64,
-    include_deleted: bool,
-    p: &PageReq,
-) -> rusqlite::Result<Page> {
+pub fn bookmark_page(c: &Connection, user: i64, include_deleted: bool, p: &Page) -> rusqlite::Result<Listed> {
     let del = if include_deleted { "" } else { " AND p.is_deleted = 0" };
     let inner = format!(
         "SELECT b.id AS pid, b.post_id AS oid, b.note AS extra FROM bookmarks b JOIN posts p ON p.id = b.post_id
@@ -485,7 +472,7 @@ pub enum UserList {
 }
 
 /// A page of user ids, paged by the relation's id (newest relation first).
-pub fn user_page(c: &Connection, list: UserList, p: &PageReq) -> rusqlite::Result<Page> {
+pub fn user_page(c: &Connection, list: UserList, p: &Page) -> rusqlite::Result<Listed> {
     let (inner, u) = match list {
         UserList::Following(u) => {
             ("SELECT id AS pid, followed_id AS oid, NULL AS extra FROM follows WHERE follower_id = ?", u)
@@ -600,7 +587,7 @@ mod tests {
         assert_eq!(by_id(&c, root_row.id).unwrap(), Some(root_row));
     }
 
-    fn ids(p: &Page) -> Vec<i64> {
+    fn ids(p: &Listed) -> Vec<i64> {
         p.items.iter().map(|i| i.oid).collect()
     }
 
@@ -610,7 +597,7 @@ mod tests {
         for _ in 0..5 {
             post(&c, 1);
         }
-        let pr = |before, since, count| PageReq { before_id: before, since_id: since, count };
+        let pr = |before, since, count| Page { before, since, count };
         let all = Hide { include_deleted: true, ..Hide::default() };
         let g = |p| post_page(&c, &PostList::Global, all, &p).unwrap();
         let p = g(pr(None, None, 2));

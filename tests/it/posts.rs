@@ -714,3 +714,34 @@ fn create_answer_is_what_the_author_reads_back() {
         assert_eq!(made.body["data"]["you_bookmarked"], json!(false), "{q}");
     }
 }
+
+/// Paging input means the same on every list: an id that is not a number is
+/// a 400 naming the parameter (posts used to ignore it, channels did not),
+/// an invalid count is ignored, and an empty page reports only `more`.
+#[test]
+fn paging_input_is_read_the_same_on_every_list() {
+    let f = fx();
+    let t = f.s.user_token(&f.app, "alice", PW, "stream,write_post,follow,messages,files,polls");
+    f.post(&t, json!({"text": "one"}));
+    for path in [
+        "/v1/posts/streams/global",
+        "/v1/users/me/posts",
+        "/v1/users/me/bookmarks",
+        "/v1/users/me/following",
+        "/v1/users/me/channels/subscribed",
+        "/v1/users/me/files",
+        "/v1/users/me/polls",
+    ] {
+        for p in ["before_id", "since_id"] {
+            let r = f.s.get(&format!("{path}?{p}=abc"), Some(&t));
+            assert_error(&r, 400, &format!("{p}: 'abc' is not a valid id"));
+        }
+        let ok = f.get(&format!("{path}?count=0"), Some(&t));
+        assert_eq!(ok["meta"]["code"], 200, "{path}");
+        let empty = f.get(&format!("{path}?before_id=1&since_id=1"), Some(&t));
+        assert_eq!(empty["data"], json!([]), "{path}");
+        let meta = empty["meta"].as_object().unwrap();
+        assert_eq!(meta.get("more"), Some(&json!(false)), "{path}");
+        assert!(meta.get("min_id").is_none() && meta.get("max_id").is_none(), "{path}: {meta:?}");
+    }
+}

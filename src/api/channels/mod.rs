@@ -12,9 +12,11 @@ use super::{parse_id, Ctx, Route};
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
 use crate::event::{Audience, NewEvent, ObjType};
+pub use crate::http::params::{page, page_meta};
 use crate::http::{Req, Resp};
 use crate::model::{prune, Kind, Opts};
-use crate::storage::channels::{self as store, Acl, ChannelRow, Group, Page};
+use crate::storage::channels::{self as store, Acl, ChannelRow, Group};
+use crate::storage::Page;
 use crate::storage::{apps, Tx};
 use crate::util::{iso8601, now};
 use rusqlite::Connection;
@@ -204,69 +206,26 @@ pub fn readable_channel(c: &Connection, raw_id: &str, caller: &Caller) -> ApiRes
 
 // --------------------------------------------------------- params and pages
 
-/// `since_id`, `before_id`, `count` (1..200 or -200..-1; default 20; an
-/// invalid count is ignored, as pnut does).
-pub fn page(req: &Req) -> ApiResult<Page> {
-    page_with_marker(req, None)
-}
-
-/// Like `page`, and with a channel marker the special bounds `last_read`,
+/// The page window, with a channel marker the special bounds `last_read`,
 /// `last_read_inclusive`, `marker`, `marker_inclusive` (inclusive moves the
 /// bound by one so the marked message itself is in the window). Without a
 /// marker they mean "no bound".
 pub fn page_with_marker(req: &Req, marker: Option<&store::MarkerRow>) -> ApiResult<Page> {
-    let bound = |name: &str| -> ApiResult<Option<i64>> {
-        let adjust = if name == "since_id" { -1 } else { 1 };
-        let special = |v: &str| -> Option<Option<i64>> {
-            let m = marker;
-            Some(match v {
-                "last_read" => m.map(|m| m.last_read_id),
-                "last_read_inclusive" => m.map(|m| m.last_read_id + adjust),
-                "marker" => m.map(|m| m.id),
-                "marker_inclusive" => m.map(|m| m.id + adjust),
-                _ => return None,
-            })
-        };
-        match req.param(name) {
-            None | Some("") => Ok(None),
-            Some(v) if special(v).is_some() => Ok(special(v).flatten()),
-            Some(s) => s
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("{name}: '{s}' is not a valid id"))),
-        }
-    };
-    let count = req
-        .param("count")
-        .and_then(|s| s.parse::<i64>().ok())
-        .filter(|n| (1..=200).contains(n) || (-200..=-1).contains(n))
-        .unwrap_or(20);
-    Ok(Page { since: bound("since_id")?, before: bound("before_id")?, count })
+    crate::http::params::page_with(req, |v, adjust| {
+        let m = marker;
+        Some(match v {
+            "last_read" => m.map(|m| m.last_read_id),
+            "last_read_inclusive" => m.map(|m| m.last_read_id + adjust),
+            "marker" => m.map(|m| m.id),
+            "marker_inclusive" => m.map(|m| m.id + adjust),
+            _ => return None,
+        })
+    })
 }
 
-/// `more`, `min_id`, `max_id` for a page whose items have these keys
-/// (newest first). An empty page reports "0" for both bounds.
-pub fn page_meta(keys: &[i64], more: bool) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("more".into(), json!(more));
-    m.insert("min_id".into(), json!(keys.last().map(|k| k.to_string()).unwrap_or_else(|| "0".into())));
-    m.insert("max_id".into(), json!(keys.first().map(|k| k.to_string()).unwrap_or_else(|| "0".into())));
-    m
-}
-
-/// A comma-separated `ids=` list (at most `max`).
+/// A comma-separated `ids=` list of at most `max` ids.
 pub fn id_list(req: &Req, max: usize) -> ApiResult<Vec<i64>> {
-    let raw = req.param("ids").ok_or_else(|| ApiError::bad_request("ids: required (comma-separated ids)"))?;
-    let ids: Vec<i64> = raw
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| parse_id("ids", s))
-        .collect::<ApiResult<_>>()?;
-    if ids.len() > max {
-        return Err(ApiError::bad_request(format!("ids: at most {max} ids")));
-    }
-    Ok(ids)
+    crate::http::params::id_list(req, max, "comma-separated ids")
 }
 
 /// A JSON boolean or a form/query 0/1/true/false, naming the field on error.

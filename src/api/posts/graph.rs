@@ -1,12 +1,13 @@
 //! The social graph: follow, mute, block (each with its stream event) and
 //! the paged user lists on them.
 
-use super::{page_meta, page_req, View};
+use super::{page_meta, View};
 use crate::api::users::{find_user, user_value};
 use crate::api::Ctx;
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
 use crate::event::{Audience, NewEvent, ObjType};
+use crate::http::params::page;
 use crate::http::{Req, Resp};
 use crate::storage::posts::{self as store, Edge, UserList};
 use crate::storage::{apps, users, Tx};
@@ -121,7 +122,7 @@ fn user_list(
     let principal = auth::any(&ctx.db, req)?;
     let viewer = principal.user_id;
     let view = View::new(req, viewer);
-    let pr = page_req(req);
+    let pr = page(req)?;
     let (meta, out) = ctx.db.read(|c| {
         let target = find_user(c, ident, viewer)?;
         if let Access::Own { app_ok } = access {

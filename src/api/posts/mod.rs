@@ -10,9 +10,11 @@ use super::{parse_id, Ctx, Route};
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
 use crate::event::{Audience, Event, NewEvent, ObjType};
+use crate::http::params::page;
 use crate::http::{Req, Resp};
 use crate::model::{self, prune, Kind, Opts};
-use crate::storage::posts::{self as store, NewPost, Page, PageReq, PostList, PostRow};
+use crate::storage::posts::{self as store, Listed, NewPost, PostList, PostRow};
+use crate::storage::Page;
 use crate::storage::{apps, events, users, Tx};
 use crate::util::{iso8601, now};
 use rusqlite::Connection;
@@ -128,27 +130,10 @@ impl View {
     }
 }
 
-/// `before_id`, `since_id`, `count` from the query; invalid values are
-/// ignored (pnut ignores an invalid count).
-pub(super) fn page_req(req: &Req) -> PageReq {
-    let id = |k: &str| req.param(k).and_then(|s| s.trim().parse::<i64>().ok()).filter(|n| *n > 0);
-    let count = req
-        .param("count")
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .filter(|n| *n != 0 && n.abs() <= 200)
-        .unwrap_or(20);
-    PageReq { before_id: id("before_id"), since_id: id("since_id"), count }
-}
-
-/// `meta.more`, and `min_id`/`max_id` when the page is not empty.
-pub(super) fn page_meta(page: &Page) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("more".into(), json!(page.more));
-    if let (Some(first), Some(last)) = (page.items.first(), page.items.last()) {
-        m.insert("max_id".into(), json!(first.pid.to_string()));
-        m.insert("min_id".into(), json!(last.pid.to_string()));
-    }
-    m
+/// `meta` for a page of listed items: `more`, `min_id`, `max_id`.
+pub(super) fn page_meta(page: &Listed) -> Map<String, Value> {
+    let keys: Vec<i64> = page.items.iter().map(|it| it.pid).collect();
+    crate::http::params::page_meta(&keys, page.more)
 }
 
 /// The full post object: everything included (raw, html, counts), the
@@ -499,17 +484,7 @@ pub fn get_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 
 pub fn get_many(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let view = View::optional(ctx, req)?;
-    let ids =
-        req.param("ids").ok_or_else(|| ApiError::bad_request("ids: required (comma-separated post ids)"))?;
-    let ids: Vec<i64> = ids
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| parse_id("ids", s))
-        .collect::<ApiResult<_>>()?;
-    if ids.len() > 200 {
-        return Err(ApiError::bad_request("ids: at most 200 ids"));
-    }
+    let ids = crate::http::params::id_list(req, 200, "comma-separated post ids")?;
     let list = ctx.db.read(|c| {
         let mut out = Vec::new();
         for id in ids {
@@ -744,9 +719,9 @@ fn post_list(
     ctx: &Ctx,
     view: &View,
     req: &Req,
-    f: impl FnOnce(&Connection, &PageReq) -> ApiResult<Page>,
+    f: impl FnOnce(&Connection, &Page) -> ApiResult<Listed>,
 ) -> ApiResult<Resp> {
-    let pr = page_req(req);
+    let pr = page(req)?;
     let (meta, list) = ctx.db.read(|c| {
         let page = f(c, &pr)?;
         let mut out = Vec::new();
@@ -839,7 +814,7 @@ pub fn user_bookmarks(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let (_, me) = auth::user(&ctx.db, req, None)?;
     let view = View::new(req, Some(me));
     let uid = user_id_of(ctx, p[0], Some(me))?;
-    let pr = page_req(req);
+    let pr = page(req)?;
     let (meta, list) = ctx.db.read(|c| {
         let page = store::bookmark_page(c, uid, view.include_deleted, &pr)?;
         let mut out = Vec::new();
@@ -860,16 +835,6 @@ pub fn user_bookmarks(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn page_params() {
-        let r = Req::new("GET", "/x?count=-5&before_id=9&since_id=abc", vec![], vec![]);
-        assert_eq!(page_req(&r), PageReq { before_id: Some(9), since_id: None, count: -5 });
-        for bad in ["0", "201", "-201", "x"] {
-            let r = Req::new("GET", &format!("/x?count={bad}"), vec![], vec![]);
-            assert_eq!(page_req(&r).count, 20, "{bad}");
-        }
-    }
 
     #[test]
     fn entity_sets_compare_normalised() {

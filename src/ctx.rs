@@ -1,0 +1,18 @@
+//! What a request handler, and the stream listener after it, is given: the
+//! database, the hub, the public URLs and the password guard.
+
+use crate::storage::Db;
+use std::sync::Arc;
+
+/// What every handler can reach.
+pub struct Ctx {
+    pub db: Arc<Db>,
+    /// `http://host:port` of the API as clients should see it.
+    pub api_url: String,
+    /// The `endpoint` reported for streams, e.g. `ws://127.0.0.1:8081/v1/app`.
+    pub stream_endpoint: String,
+    pub hub: crate::hub::Hub,
+    /// Guards password checks (failure budgets, the hashing pool).
+    pub login: crate::login::Login,
+    pub started: std::time::Instant,
+}
