@@ -914,9 +914,7 @@ pub fn next_close(c: &Connection) -> rusqlite::Result<Option<i64>> {
 
 /// The full user object without viewer flags (for event data).
 pub fn user_json(c: &Connection, api_url: &str, u: &UserRow) -> rusqlite::Result<Value> {
-    let content = crate::text::content(&u.description, |name| {
-        users::by_username(c, name).ok().flatten().map(|m| (m.id, m.username))
-    });
+    let content = users::text_content(c, &u.description);
     Ok(crate::model::user(u, content, users::counts(c, u.id)?, api_url, None))
 }
 

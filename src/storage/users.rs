@@ -77,6 +77,13 @@ pub fn by_username(c: &Connection, username: &str) -> rusqlite::Result<Option<Us
     c.qrow(&format!("SELECT {COLS} FROM users WHERE username = ?1"), [username], from_row).optional()
 }
 
+/// `text` as a pnut `content` object (html, entities), its `@mentions`
+/// resolved against the users table (an unknown name is no mention). The
+/// one resolver: posts, messages and profile descriptions all use it.
+pub fn text_content(c: &Connection, text: &str) -> serde_json::Value {
+    crate::text::content(text, |name| by_username(c, name).ok().flatten().map(|u| (u.id, u.username)))
+}
+
 pub fn list(c: &Connection) -> rusqlite::Result<Vec<UserRow>> {
     let mut st = c.prepare_cached(&format!("SELECT {COLS} FROM users ORDER BY id"))?;
     let rows = st.query_map([], from_row)?;

@@ -4,7 +4,7 @@
 
 use super::{
     bool_field, emit_channel, find_channel, id_list, id_value, new_raw, page, page_meta, page_with_marker,
-    participants, pm_key, readable_channel, reader, subscribe_user, text_content, writer, CHAT, PM,
+    participants, pm_key, readable_channel, reader, subscribe_user, writer, CHAT, PM,
 };
 use crate::api::{parse_id, Ctx};
 use crate::error::{ApiError, ApiResult};
@@ -40,7 +40,7 @@ pub fn message_value(c: &Connection, api_url: &str, m: &MessageRow) -> ApiResult
             v["deleted_by"] = json!(by.to_string());
         }
     } else {
-        v["content"] = text_content(c, &m.text);
+        v["content"] = crate::storage::users::text_content(c, &m.text);
     }
     if m.is_nsfw {
         v["is_nsfw"] = json!(true);

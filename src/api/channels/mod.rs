@@ -284,16 +284,10 @@ fn raw_value(c: &Connection, raw: &Value) -> Value {
     let mut raw = raw.clone();
     if let Some(Value::Object(s)) = raw.get_mut(CHAT_SETTINGS).and_then(|l| l.get_mut(0)) {
         if let Some(text) = s.get("description").and_then(|d| d["text"].as_str()).map(str::to_string) {
-            s.insert("description".into(), text_content(c, &text));
+            s.insert("description".into(), crate::storage::users::text_content(c, &text));
         }
     }
     raw
-}
-
-pub fn text_content(c: &Connection, text: &str) -> Value {
-    crate::text::content(text, |name| {
-        crate::storage::users::by_username(c, name).ok().flatten().map(|m| (m.id, m.username))
-    })
 }
 
 pub fn marker_value(m: &store::MarkerRow) -> Value {

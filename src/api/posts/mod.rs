@@ -396,10 +396,6 @@ fn norm_tag(t: &str) -> String {
     t.to_lowercase().replace('_', "")
 }
 
-fn content_of(c: &Connection, text: &str) -> Value {
-    crate::text::content(text, |name| users::by_username(c, name).ok().flatten().map(|u| (u.id, u.username)))
-}
-
 /// (mention ids, normalised tags, link urls) of a content object, sorted.
 fn entities(content: &Value) -> (Vec<i64>, Vec<String>, Vec<String>) {
     let list = |k: &str, f: &str| -> Vec<String> {
@@ -441,7 +437,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
             Some(p) if p.repost_of.is_some() => Some(live_original(tx, p.id)?),
             other => other,
         };
-        let content = content_of(tx, &text);
+        let content = users::text_content(tx, &text);
         let (mentions, tags, _) = entities(&content);
         let row = store::insert(
             tx,
@@ -526,7 +522,7 @@ pub fn revise(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
                 "post_id: a post can be revised only within {REVISION_WINDOW} seconds of its creation"
             )));
         }
-        let content = content_of(tx, &text);
+        let content = users::text_content(tx, &text);
         if entities(&content) != entities(&row.content) {
             return Err(ApiError::bad_request(
                 "text: a revision must keep the same links, mentions and tags",
