@@ -181,16 +181,9 @@ impl Audience {
         F: Fn(i64) -> Option<&'a [String]>,
         I: IntoIterator<Item = &'a [String]>,
     {
-        // Scopes cover as in `auth::has_scope`: `x:type` counts as `x`, and
-        // `messages` covers `public_messages`.
+        // Any one of the wanted scopes, by the one rule REST uses.
         let covers = |have: &[String], want: &[String]| {
-            want.is_empty()
-                || want.iter().any(|w| {
-                    have.iter().any(|h| {
-                        let base = h.split(':').next().unwrap_or(h);
-                        base == w || (w == "public_messages" && base == "messages")
-                    })
-                })
+            want.is_empty() || want.iter().any(|w| crate::auth::has_scope(have, w))
         };
         match self {
             Audience::Public => true,
