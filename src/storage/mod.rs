@@ -24,7 +24,7 @@ pub use wal::WAL_RESTART_BYTES;
 use wal::{WAL_FRAME_HEADER, WAL_KEEP_BYTES};
 use writer::{Job, Writer};
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::event::{Event, NewEvent, Outbox, Signal};
 use crossbeam_channel::{unbounded, Sender};
 use rusqlite::{Connection, OpenFlags};
@@ -181,7 +181,11 @@ impl Db {
         let conn = self.readers.lock().ok().and_then(|mut r| r.pop());
         let conn = match conn {
             Some(c) => c,
-            None => open_conn(&self.path, self.sync_full)?,
+            // Out of descriptors or memory: a busy server, not a broken one.
+            None => open_conn(&self.path, self.sync_full).map_err(|e| {
+                log::error!("cannot open a database reader: {e}");
+                ApiError::new(503, "The server is out of resources for a moment; try again").retry_after(1)
+            })?,
         };
         let out = f(&conn);
         if let Ok(mut r) = self.readers.lock() {
@@ -320,7 +324,6 @@ pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ApiError;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn temp_db(tag: &str) -> (Db, PathBuf) {

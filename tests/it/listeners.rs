@@ -277,8 +277,10 @@ fn accept_loops_outlive_running_out_of_descriptors() {
         c.set_read_timeout(Some(DEADLINE)).unwrap();
         let mut out = String::new();
         let _ = c.read_to_string(&mut out);
+        // One handled while descriptors were short may be told so (503).
         let want = if i % 2 == 0 { "HTTP/1.1 200 " } else { "HTTP/1.1 401 " };
-        assert!(out.starts_with(want), "connection {i} was never answered: {out:?}");
+        let busy = out.starts_with("HTTP/1.1 503 ") && out.contains("out of resources");
+        assert!(out.starts_with(want) || busy, "connection {i} was never answered: {out:?}");
     }
     assert_eq!(s.get("/health", None).status, 200);
 }
@@ -308,9 +310,15 @@ fn strangers_are_capped_per_address_and_authorized_streams_are_not() {
     let strangers = |n: usize| -> Vec<TcpStream> {
         (0..n)
             .map(|i| {
-                let mut c = TcpStream::connect(&s.stream_addr).unwrap();
-                assert!(admitted(&mut c), "stranger {i} was refused");
-                c
+                // (A connection of the step before may still be closing.)
+                let began = Instant::now();
+                loop {
+                    let mut c = TcpStream::connect(&s.stream_addr).unwrap();
+                    if admitted(&mut c) {
+                        break c;
+                    }
+                    assert!(began.elapsed() < DEADLINE, "stranger {i} was refused");
+                }
             })
             .collect()
     };
@@ -333,15 +341,13 @@ fn strangers_are_capped_per_address_and_authorized_streams_are_not() {
     let _strangers = strangers(3);
     full(&s.stream_addr);
     full(&s.api_addr());
-    // The streams still work.
+    // The streams still work (once the server saw the strangers go).
     drop(_strangers);
     let began = Instant::now();
-    let r = loop {
-        let r = s.json("POST", "/v1/posts", Some(&ut), serde_json::json!({"text": "hi"}));
-        if r.status != 503 || began.elapsed() > DEADLINE {
-            break r;
-        }
-    };
+    while !exchange(&s.stream_addr, b"GET /v1/app?key=k HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 401 ") {
+        assert!(began.elapsed() < DEADLINE, "the places were never given back");
+    }
+    let r = s.json("POST", "/v1/posts", Some(&ut), serde_json::json!({"text": "hi"}));
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(a.next_event()["data"][0]["content"]["text"], "hi");
     assert_eq!(b.next_event()["data"][0]["content"]["text"], "hi");
