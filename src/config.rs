@@ -295,7 +295,9 @@ impl Config {
             "spout: a pnut.io v1 API server built around App Streams\n\n\
              usage:\n  spout [serve] [FLAGS]\n  spout admin user add USERNAME   (password on stdin)\n  \
              spout admin user list\n  spout admin app add NAME\n  spout admin app list\n  \
-             spout admin token add --app CLIENT_ID [--user USERNAME] [--scopes basic,stream,...]\n\n\
+             spout admin token add --app CLIENT_ID [--user USERNAME] [--scopes basic,stream,...]\n  \
+             spout admin token revoke   (the token on stdin; its live streams close)\n  \
+             spout admin stream delete --app CLIENT_ID KEY   (its live connections close)\n\n\
              admin commands take --db too.\n\nflags (each also read from its env var):\n",
         );
         for f in FLAGS {

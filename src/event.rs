@@ -166,11 +166,68 @@ pub enum Signal {
     },
 }
 
-/// What a committed write hands to the hub, in order.
+impl Signal {
+    /// The signal as its log row stores it (`storage::events::insert_signal`):
+    /// ids only; a filter is read back by its id.
+    pub fn to_row(&self) -> Value {
+        match self {
+            Signal::StreamUpdated { stream_id, types, filter_id, .. } => serde_json::json!({
+                "signal": "stream_updated", "stream_id": stream_id, "types": types, "filter_id": filter_id,
+            }),
+            Signal::StreamDeleted { stream_id } => {
+                serde_json::json!({"signal": "stream_deleted", "stream_id": stream_id})
+            }
+            Signal::TokenRevoked { token_id } => {
+                serde_json::json!({"signal": "token_revoked", "token_id": token_id})
+            }
+            Signal::FilterChanged { filter_id, filter } => serde_json::json!({
+                "signal": "filter_changed", "filter_id": filter_id, "deleted": filter.is_none(),
+            }),
+        }
+    }
+
+    /// The signal a log row stores, with its filter read by `filter` (by
+    /// id); `None` for a row that does not parse.
+    pub fn from_row(v: &Value, filter: impl Fn(i64) -> Option<Arc<Filter>>) -> Option<Signal> {
+        let id = |k: &str| v[k].as_i64();
+        Some(match v["signal"].as_str()? {
+            "stream_updated" => {
+                let filter_id = id("filter_id");
+                Signal::StreamUpdated {
+                    stream_id: id("stream_id")?,
+                    types: u16::try_from(v["types"].as_u64()?).ok()?,
+                    filter_id,
+                    filter: filter_id.and_then(&filter),
+                }
+            }
+            "stream_deleted" => Signal::StreamDeleted { stream_id: id("stream_id")? },
+            "token_revoked" => Signal::TokenRevoked { token_id: id("token_id")? },
+            "filter_changed" => {
+                let filter_id = id("filter_id")?;
+                let deleted = v["deleted"].as_bool()?;
+                Signal::FilterChanged { filter_id, filter: if deleted { None } else { filter(filter_id) } }
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// What a committed write hands to the hub, in order. A signal carries the
+/// seq of its row in the log (it is never sent to a client).
 #[derive(Clone, Debug)]
 pub enum Outbox {
     Event(Arc<Event>),
-    Signal(Signal),
+    Signal(i64, Signal),
+}
+
+impl Outbox {
+    /// The item's place in the log.
+    pub fn seq(&self) -> i64 {
+        match self {
+            Outbox::Event(e) => e.seq,
+            Outbox::Signal(seq, _) => *seq,
+        }
+    }
 }
 
 impl Audience {
@@ -206,6 +263,24 @@ impl Audience {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// Every signal survives its log row; a filter comes back by its id.
+    #[test]
+    fn signals_round_trip_through_their_log_rows() {
+        let f = Arc::new(Filter::parse(Some(&serde_json::json!("include_any")), Some(&serde_json::json!([{"object_type": "post", "operator": "equals", "field": "/data/id", "value": "1"}]))).unwrap());
+        let load = |id: i64| (id == 7).then(|| f.clone());
+        for s in [
+            Signal::StreamUpdated { stream_id: 1, types: 5, filter_id: Some(7), filter: Some(f.clone()) },
+            Signal::StreamUpdated { stream_id: 1, types: 5, filter_id: None, filter: None },
+            Signal::StreamDeleted { stream_id: 2 },
+            Signal::TokenRevoked { token_id: 3 },
+            Signal::FilterChanged { filter_id: 7, filter: Some(f.clone()) },
+            Signal::FilterChanged { filter_id: 7, filter: None },
+        ] {
+            assert_eq!(Signal::from_row(&s.to_row(), load), Some(s.clone()));
+        }
+        assert_eq!(Signal::from_row(&serde_json::json!({"signal": "nope"}), load), None);
+    }
 
     fn grants() -> HashMap<i64, Vec<String>> {
         let mut m = HashMap::new();

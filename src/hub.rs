@@ -949,7 +949,7 @@ impl HubState {
                         for it in items {
                             match it {
                                 Outbox::Event(ev) => self.event(&ev, &mut pending),
-                                Outbox::Signal(s) => {
+                                Outbox::Signal(_, s) => {
                                     self.flush(&mut pending);
                                     self.signal(s);
                                 }
@@ -1314,7 +1314,8 @@ mod tests {
         st.event(&post_event(1), &mut pending);
         tx.send(Msg::Items(vec![post(2), post(3)])).unwrap();
         tx.send(Msg::Items(vec![post(4)])).unwrap();
-        tx.send(Msg::Items(vec![post(5), Outbox::Signal(Signal::StreamDeleted { stream_id: 99 })])).unwrap();
+        tx.send(Msg::Items(vec![post(5), Outbox::Signal(6, Signal::StreamDeleted { stream_id: 99 })]))
+            .unwrap();
         tx.send(Msg::Items(vec![post(6)])).unwrap();
         st.flush_taking_more(&mut pending, &rx);
         for c in clients.iter_mut() {

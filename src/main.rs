@@ -152,6 +152,43 @@ fn admin(mut args: Vec<String>) -> CliResult {
                 .map_err(e)?;
             println!("{token}");
         }
+        ["token", "revoke"] => {
+            // On standard input, like a password: not in `ps` or shell history.
+            let mut token = String::new();
+            std::io::stdin().read_to_string(&mut token).map_err(fail)?;
+            let token = token.trim().to_string();
+            if token.is_empty() {
+                return Err(usage("give the token on standard input"));
+            }
+            let db = db()?;
+            let hash = spout::util::sha256(&token);
+            let p = db
+                .read(|c| Ok(apps::principal_by_hash(c, &hash)?))
+                .map_err(e)?
+                .ok_or_else(|| fail("no such token (already revoked?)"))?;
+            db.write(|tx| spout::api::revoke_token(tx, &config::cli_api_url(), &p)).map_err(e)?;
+            print_json(
+                &json!({"revoked": true, "app": p.app.client_id, "user_id": p.user_id.map(|u| u.to_string())}),
+            );
+        }
+        ["stream", "delete", ..] => {
+            let mut rest: Vec<String> = args[2..].to_vec();
+            let app = take_flag(&mut rest, "--app")?.ok_or_else(|| usage("--app CLIENT_ID is required"))?;
+            let [key] = rest.as_slice() else {
+                return Err(usage("usage: spout admin stream delete --app CLIENT_ID KEY"));
+            };
+            let db = db()?;
+            db.write(|tx| {
+                let not_found = |what: String| spout::error::ApiError::not_found(what);
+                let a = apps::app_by_client_id(tx, &app)?
+                    .ok_or_else(|| not_found(format!("no app with client_id {app}")))?;
+                let s = spout::storage::streams::get(tx, a.id, key)?
+                    .ok_or_else(|| not_found(format!("app {app} has no stream {key}")))?;
+                spout::api::delete_stream(tx, s.id)
+            })
+            .map_err(e)?;
+            print_json(&json!({"deleted": key}));
+        }
         _ => return Err(usage(format!("unknown admin command: {}\n\n{}", words.join(" "), Config::help()))),
     }
     Ok(())

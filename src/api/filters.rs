@@ -57,7 +57,7 @@ fn own(c: &Connection, id: &str, uid: i64) -> ApiResult<FilterRow> {
 
 fn detach_and_delete(tx: &mut Tx, id: i64) -> ApiResult<()> {
     if !filters::streams_using(tx, id)?.is_empty() {
-        tx.signal(Signal::FilterChanged { filter_id: id, filter: None });
+        tx.signal(Signal::FilterChanged { filter_id: id, filter: None })?;
     }
     filters::delete(tx, id)?;
     Ok(())
@@ -94,7 +94,7 @@ pub fn update(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let v = ctx.db.write(|tx| {
         let row = own(tx, p[0], uid)?;
         filters::update(tx, row.id, name.as_deref(), f.policy.as_str(), &f.clauses_json())?;
-        tx.signal(Signal::FilterChanged { filter_id: row.id, filter: Some(Arc::new(f.clone())) });
+        tx.signal(Signal::FilterChanged { filter_id: row.id, filter: Some(Arc::new(f.clone())) })?;
         let row = filters::get(tx, row.id)?.ok_or_else(ApiError::internal)?;
         filter_value(tx, ctx, &row, Some(req))
     })?;

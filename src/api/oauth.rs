@@ -126,15 +126,20 @@ pub fn get_token(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 pub fn delete_token(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let p = auth::any(&ctx.db, req)?;
     let v = token_value(ctx, &p, req)?;
-    ctx.db.write(|tx| {
-        let ended = apps::revoke(tx, p.token_id)?;
-        if let (true, Some(uid)) = (ended, p.user_id) {
-            emit_token_event(tx, &ctx.api_url, &p.app, uid, None)?;
-        }
-        tx.signal(Signal::TokenRevoked { token_id: p.token_id });
-        Ok(())
-    })?;
+    ctx.db.write(|tx| revoke_token(tx, &ctx.api_url, &p))?;
     Ok(Resp::ok(v))
+}
+
+/// Revokes token `p` in this transaction: the `token` event when it was
+/// the user's last token for the app (the authorization ends with it), and
+/// the signal that closes the live streams opened with it. Shared by
+/// `DELETE /v1/token` and `spout admin token revoke`.
+pub fn revoke_token(tx: &mut Tx, api_url: &str, p: &Principal) -> ApiResult<()> {
+    let ended = apps::revoke(tx, p.token_id)?;
+    if let (true, Some(uid)) = (ended, p.user_id) {
+        emit_token_event(tx, api_url, &p.app, uid, None)?;
+    }
+    tx.signal(Signal::TokenRevoked { token_id: p.token_id })
 }
 
 pub fn app_user_ids(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {

@@ -8,7 +8,7 @@ use crate::event::{types_to_bits, ObjType, Signal};
 use crate::filter::Filter;
 use crate::http::{Req, Resp};
 use crate::model;
-use crate::storage::{apps, filters, streams, Principal, StreamRow};
+use crate::storage::{apps, filters, streams, Principal, StreamRow, Tx};
 use rusqlite::Connection;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -189,7 +189,7 @@ pub fn update(ctx: &Ctx, req: &Req, params: &[&str]) -> ApiResult<Resp> {
             types: types_to_bits(&types),
             filter_id: s.filter_id,
             filter: filter.map(|f| f.1),
-        });
+        })?;
         stream_value(tx, ctx, &s)
     })?;
     Ok(Resp::ok(v))
@@ -200,8 +200,7 @@ pub fn delete_one(ctx: &Ctx, req: &Req, params: &[&str]) -> ApiResult<Resp> {
     let v = ctx.db.write(|tx| {
         let s = find(tx, &p, params[0])?;
         let v = deleted_value(tx, ctx, &s)?;
-        streams::delete(tx, s.id)?;
-        tx.signal(Signal::StreamDeleted { stream_id: s.id });
+        delete_stream(tx, s.id)?;
         Ok(v)
     })?;
     Ok(Resp::ok(v))
@@ -214,12 +213,19 @@ pub fn delete_all(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         let mut out = Vec::new();
         for s in &rows {
             out.push(deleted_value(tx, ctx, s)?);
-            streams::delete(tx, s.id)?;
-            tx.signal(Signal::StreamDeleted { stream_id: s.id });
+            delete_stream(tx, s.id)?;
         }
         Ok(out)
     })?;
     Ok(Resp::ok(Value::Array(v)))
+}
+
+/// Deletes stream `id` in this transaction, with the signal that closes
+/// its live connections. Shared by `DELETE /v1/streams…` and `spout admin
+/// stream delete`.
+pub fn delete_stream(tx: &mut Tx, id: i64) -> ApiResult<()> {
+    streams::delete(tx, id)?;
+    tx.signal(Signal::StreamDeleted { stream_id: id })
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The event log: insert within a write transaction, read ranges for replay.
 
 use super::Cached;
-use crate::event::{Event, NewEvent, ObjType};
+use crate::event::{Event, NewEvent, ObjType, Outbox, Signal};
 use crate::util::now;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
@@ -39,6 +39,21 @@ pub fn insert(c: &Connection, e: NewEvent) -> rusqlite::Result<Event> {
         envelope: e.envelope,
         created_at,
     })
+}
+
+/// The `type` of the log rows that hold signals: never sent to a client,
+/// read only by the hub (`range_outbox`), in order with the events.
+pub const SIGNAL: &str = "signal";
+
+/// Writes `s` to the log in this transaction; returns its seq. A change
+/// made by another process (`spout admin`) reaches the server's live
+/// connections this way, in commit order with the events.
+pub fn insert_signal(c: &Connection, s: &Signal) -> rusqlite::Result<i64> {
+    c.qexec(
+        "INSERT INTO events (type, audience, auth, envelope, created_at) VALUES (?1, 'null', NULL, ?2, ?3)",
+        params![SIGNAL, s.to_row().to_string(), now()],
+    )?;
+    Ok(c.last_insert_rowid())
 }
 
 /// Rewrites the stored events of type `kind` about object `id` (its
@@ -128,12 +143,13 @@ pub fn max_seq(c: &Connection) -> rusqlite::Result<i64> {
     )
 }
 
-/// Events with `after < seq < before`, oldest first. Rows that no longer
-/// parse (which would be a bug) are logged and skipped, never fatal.
+/// Events with `after < seq < before`, oldest first, without the signal
+/// rows. Rows that no longer parse (which would be a bug) are logged and
+/// skipped, never fatal.
 pub fn range(c: &Connection, after: i64, before: i64) -> rusqlite::Result<Vec<Event>> {
     let mut st = c.prepare_cached(
         "SELECT seq, type, audience, auth, envelope, created_at FROM events
-         WHERE seq > ?1 AND seq < ?2 ORDER BY seq",
+         WHERE seq > ?1 AND seq < ?2 AND type <> 'signal' ORDER BY seq",
     )?;
     let rows = st.query_map(params![after, before], |r| {
         Ok((
@@ -165,6 +181,31 @@ pub fn range(c: &Connection, after: i64, before: i64) -> rusqlite::Result<Vec<Ev
             Some(e) => out.push(e),
             None => log::error!("event {seq} in the log does not parse; skipped"),
         }
+    }
+    Ok(out)
+}
+
+/// Events and signals with `after < seq < before`, in log order: what the
+/// hub gets for rows written by another process.
+pub fn range_outbox(c: &Connection, after: i64, before: i64) -> rusqlite::Result<Vec<Outbox>> {
+    let mut st = c.prepare_cached(
+        "SELECT seq, envelope FROM events WHERE seq > ?1 AND seq < ?2 AND type = 'signal' ORDER BY seq",
+    )?;
+    let rows = st.query_map(params![after, before], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+    let mut signals = Vec::new();
+    for row in rows {
+        let (seq, row) = row?;
+        let load = |id| super::filters::load(c, id).ok().flatten();
+        match serde_json::from_str(&row).ok().and_then(|v: Value| Signal::from_row(&v, load)) {
+            Some(s) => signals.push(Outbox::Signal(seq, s)),
+            None => log::error!("signal {seq} in the log does not parse; skipped"),
+        }
+    }
+    let mut out: Vec<Outbox> =
+        range(c, after, before)?.into_iter().map(|e| Outbox::Event(std::sync::Arc::new(e))).collect();
+    if !signals.is_empty() {
+        out.extend(signals);
+        out.sort_by_key(Outbox::seq);
     }
     Ok(out)
 }

@@ -45,6 +45,15 @@ pub fn get(c: &Connection, id: i64) -> rusqlite::Result<Option<FilterRow>> {
     c.qrow(&format!("SELECT {COLS} FROM filters WHERE id = ?1"), [id], from_row).optional()
 }
 
+/// A filter by id, compiled (`None` if it is gone or no longer parses).
+pub fn load(c: &Connection, id: i64) -> rusqlite::Result<Option<std::sync::Arc<crate::filter::Filter>>> {
+    Ok(get(c, id)?.and_then(|r| {
+        crate::filter::Filter::parse(Some(&serde_json::json!(r.match_policy)), Some(&r.clauses))
+            .ok()
+            .map(std::sync::Arc::new)
+    }))
+}
+
 pub fn list_by_user(c: &Connection, user_id: i64) -> rusqlite::Result<Vec<FilterRow>> {
     let mut st = c.prepare_cached(&format!("SELECT {COLS} FROM filters WHERE user_id = ?1 ORDER BY id"))?;
     let rows = st.query_map([user_id], from_row)?;

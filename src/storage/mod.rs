@@ -109,9 +109,13 @@ impl Tx<'_> {
         Ok(ev)
     }
 
-    /// A hub signal published after commit, ordered with the events.
-    pub fn signal(&mut self, s: Signal) {
-        self.out.push(Outbox::Signal(s));
+    /// A hub signal: written to the log in this transaction (so other
+    /// processes' servers see it too) and published after commit, in order
+    /// with the events.
+    pub fn signal(&mut self, s: Signal) -> ApiResult<()> {
+        let seq = events::insert_signal(self.conn, &s)?;
+        self.out.push(Outbox::Signal(seq, s));
+        Ok(())
     }
 }
 
@@ -349,7 +353,7 @@ mod tests {
         db.set_sink(Box::new(move |items| {
             p.lock().unwrap().extend(items.iter().filter_map(|it| match it {
                 Outbox::Event(e) => Some(e.seq),
-                Outbox::Signal(_) => None,
+                Outbox::Signal(..) => None,
             }))
         }));
         published

@@ -286,23 +286,32 @@ impl Writer {
     }
 
     pub(super) fn publish(&mut self, out: Vec<Outbox>) {
-        let first_ours = out.iter().find_map(|o| match o {
-            Outbox::Event(e) => Some(e.seq),
-            _ => None,
-        });
+        // Rows before ours that the hub has not had were written by other
+        // processes (`spout admin`): events and signals, read from the log.
+        let first_ours = out.iter().map(Outbox::seq).min();
         let mut items = Vec::new();
         let gap_end = first_ours.unwrap_or(i64::MAX);
         if gap_end > self.published + 1 {
-            match events::range(&self.conn, self.published, gap_end) {
-                Ok(evs) => items.extend(evs.into_iter().map(|e| Outbox::Event(Arc::new(e)))),
+            match events::range_outbox(&self.conn, self.published, gap_end) {
+                Ok(rows) => {
+                    // Another process changed tokens (`spout admin token
+                    // revoke`, a grant): cached lookups end here, not only
+                    // at their time limit.
+                    let auth = rows.iter().any(|r| {
+                        matches!(r, Outbox::Signal(_, crate::event::Signal::TokenRevoked { .. }))
+                            || matches!(r, Outbox::Event(e) if e.auth.is_some())
+                    });
+                    if auth {
+                        self.auth_gen.fetch_add(1, Ordering::SeqCst);
+                    }
+                    items.extend(rows)
+                }
                 Err(e) => log::error!("reading events written elsewhere: {e}"),
             }
         }
         items.extend(out);
         for it in &items {
-            if let Outbox::Event(e) = it {
-                self.published = self.published.max(e.seq);
-            }
+            self.published = self.published.max(it.seq());
         }
         if items.is_empty() {
             return;

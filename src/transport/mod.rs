@@ -521,7 +521,7 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reac
         streams::advance(tx, acc.stream.id, sent, 0)?;
         if auto_delete && streams::by_id(tx, acc.stream.id)?.is_some() {
             streams::delete(tx, acc.stream.id)?;
-            tx.signal(crate::event::Signal::StreamDeleted { stream_id: acc.stream.id });
+            tx.signal(crate::event::Signal::StreamDeleted { stream_id: acc.stream.id })?;
         }
         Ok(())
     });

@@ -1,7 +1,8 @@
 //! Operations: health, stats, graceful shutdown on SIGTERM.
 
 use crate::common::*;
-use serde_json::json;
+use serde_json::{json, Value};
+use std::time::Duration;
 
 #[test]
 fn health_and_stats() {
@@ -71,4 +72,57 @@ fn requests_past_the_rate_limit_get_429_with_pnut_headers() {
     // Another token has its own budget.
     let t2 = s.app_token(&app);
     assert_eq!(s.get("/v1/token", Some(&t2)).status, 200);
+}
+
+/// Reads until the server closes the connection, at most `within` per
+/// read; returns the control message sent before the close and the close.
+fn closed_within(ws: &mut Ws, within: Duration) -> (Option<Value>, (u16, String)) {
+    ws.set_timeout(within);
+    let mut control = None;
+    loop {
+        match ws.next() {
+            WsNext::Json(v) if v["meta"].get("control").is_some() => control = Some(v),
+            WsNext::Json(_) => {}
+            WsNext::Closed(Some(c)) => return (control, c),
+            other => panic!("the connection was not closed within {within:?}: {other:?}"),
+        }
+    }
+}
+
+/// Changes made by `spout admin` in another process reach the running
+/// server's live connections through the log, in order with the events: a
+/// deleted stream and a revoked token close their connections within a
+/// second, and nothing else closes.
+#[test]
+fn admin_stream_delete_and_token_revoke_close_live_connections() {
+    let s = Server::start();
+    let app = s.add_app("a");
+    let t = s.app_token(&app);
+    s.create_stream(&t, "gone", &["post"]);
+    s.create_stream(&t, "kept", &["post"]);
+    let (mut gone, _) = s.ws(&format!("access_token={t}&key=gone"));
+    let (mut kept, _) = s.ws(&format!("access_token={t}&key=kept"));
+    let out = s.admin(&["stream", "delete", "--app", &app.0, "gone"], "");
+    assert!(out.contains(r#""deleted": "gone""#), "{out}");
+    let (control, (code, _)) = closed_within(&mut gone, Duration::from_secs(1));
+    assert_eq!(code, 1000);
+    assert_eq!(
+        control.expect("a control message before the close")["meta"]["control"]["type"],
+        "stream_deleted"
+    );
+    let r = s.get("/v1/streams/gone", Some(&t));
+    assert_eq!(r.status, 404, "{}", r.body);
+    // The other connection is still open and served.
+    kept.set_timeout(Duration::from_millis(300));
+    assert!(matches!(kept.next(), WsNext::Timeout), "the other stream's connection was disturbed");
+
+    let out = s.admin(&["token", "revoke"], &t);
+    assert!(out.contains(r#""revoked": true"#), "{out}");
+    let (control, (code, _)) = closed_within(&mut kept, Duration::from_secs(1));
+    assert_eq!(code, 1008);
+    assert_eq!(
+        control.expect("a control message before the close")["meta"]["control"]["type"],
+        "token_revoked"
+    );
+    assert_eq!(s.get("/v1/streams", Some(&t)).status, 401, "the token no longer works");
 }
