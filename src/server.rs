@@ -332,7 +332,11 @@ fn respond(rq: tiny_http::Request, mut resp: Resp, pretty: bool, close: bool) {
     let (status, extra) = (resp.status, std::mem::take(&mut resp.headers));
     let (content_type, body) = resp.into_body(pretty);
     let mut r = tiny_http::Response::from_data(body).with_status_code(status);
-    let mut headers = vec![("Content-Type".to_string(), content_type)];
+    // Every answer says what it is and may not be taken for anything else.
+    let mut headers = vec![
+        ("Content-Type".to_string(), content_type),
+        ("X-Content-Type-Options".to_string(), "nosniff".to_string()),
+    ];
     headers.extend(extra);
     if close {
         headers.push(("Connection".into(), "close".into()));

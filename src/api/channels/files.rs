@@ -298,6 +298,31 @@ pub fn put_content(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     Ok(Resp::data(204, Value::Null))
 }
 
+/// Media types a browser shows without running anything: served inline.
+/// Everything else (HTML, SVG, XML, JavaScript, PDF, unknown types) is a
+/// download.
+const INLINE: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "text/plain"];
+
+/// A file's bytes as an answer: never sniffed (`nosniff`, on every answer
+/// anyway), never able to run script in the API's origin (a sandboxing
+/// `Content-Security-Policy`), and a download unless its type is one a
+/// browser merely shows (`INLINE`, audio and video). A stored type with
+/// anything but token characters is served as `application/octet-stream`.
+fn served(mime: &str, bytes: Vec<u8>) -> Resp {
+    let m = mime.trim().to_ascii_lowercase();
+    let clean =
+        !m.is_empty() && m.bytes().all(|b| b.is_ascii_graphic() || b == b' ') && !m.contains(['"', '\\']);
+    let m = if clean { m } else { "application/octet-stream".into() };
+    let essence = m.split(';').next().unwrap_or("").trim();
+    let inline = INLINE.contains(&essence) || essence.starts_with("audio/") || essence.starts_with("video/");
+    let r = Resp::bytes(200, &m, bytes).header("Content-Security-Policy", "sandbox; default-src 'none'");
+    if inline {
+        r
+    } else {
+        r.header("Content-Disposition", "attachment")
+    }
+}
+
 /// The content: the stored bytes with their media type, as pnut serves a
 /// file's `url`.
 pub fn get_content(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
@@ -311,7 +336,7 @@ pub fn get_content(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         Ok(store::file_content(c, f.id)?.map(|bytes| (mime, bytes)))
     })?;
     Ok(match v {
-        Some((mime, bytes)) => Resp::bytes(200, &mime, bytes),
+        Some((mime, bytes)) => served(&mime, bytes),
         // pnut answers 204 for a file that has no content yet.
         None => Resp::data(204, Value::Null),
     })
