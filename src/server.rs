@@ -28,11 +28,14 @@ pub struct ServerHandle {
     threads: Vec<JoinHandle<()>>,
     pub hub: Hub,
     pub db: Arc<Db>,
+    /// Held for its lifetime: one server per database (`lock_database`).
+    _lock: std::fs::File,
 }
 
 /// Opens the database, binds both listeners and starts serving.
 pub fn start(mut cfg: Config) -> Result<ServerHandle, String> {
     raise_open_files_limit();
+    let lock = lock_database(&cfg.db)?;
     let db = Arc::new(Db::open(&cfg.db, cfg.sync_full)?);
     let api_listener = TcpListener::bind(cfg.api_addr)
         .map_err(|e| format!("cannot listen on {} (--api-addr): {e}", cfg.api_addr))?;
@@ -173,7 +176,7 @@ pub fn start(mut cfg: Config) -> Result<ServerHandle, String> {
         admission,
         stopping.clone(),
     )?);
-    Ok(ServerHandle { api_addr, stream_addr, _http: http, gate, stopping, threads, hub, db })
+    Ok(ServerHandle { api_addr, stream_addr, _http: http, gate, stopping, threads, hub, db, _lock: lock })
 }
 
 impl ServerHandle {
@@ -218,6 +221,44 @@ impl ServerHandle {
             Err(e) => log::warn!("WAL checkpoint failed: {}", e.message),
         }
     }
+}
+
+/// Takes the exclusive lock on `<db>.lock` that says a server runs on this
+/// database, and writes our pid into it. A second server would serve
+/// connections the first one's signals never reach, so it refuses to start,
+/// naming the process that holds the lock. The OS releases the lock when
+/// the process ends, however it ends, so a crash never leaves it stuck.
+/// (`spout admin` does not take it: its writes reach the server through
+/// the log.)
+fn lock_database(db: &std::path::Path) -> Result<std::fs::File, String> {
+    use std::io::{Seek, Write};
+    let path = std::path::PathBuf::from(format!("{}.lock", db.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            let who =
+                if holder.is_empty() { "another process".to_string() } else { format!("process {holder}") };
+            return Err(format!(
+                "the database {} is already served by {who} (it holds {}); one server per database",
+                db.display(),
+                path.display()
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", path.display())),
+    }
+    let pid = std::process::id();
+    let written = file.set_len(0).and_then(|_| file.rewind()).and_then(|_| writeln!(file, "{pid}"));
+    written.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(file)
 }
 
 /// Raises the soft open-files limit to the hard one (systemd gives 1024

@@ -126,3 +126,26 @@ fn admin_stream_delete_and_token_revoke_close_live_connections() {
     );
     assert_eq!(s.get("/v1/streams", Some(&t)).status, 401, "the token no longer works");
 }
+
+/// One server per database: a second `spout serve` on it exits non-zero
+/// naming the database and the process that serves it; once that process is
+/// killed (SIGKILL, no clean-up), a new server starts on it.
+#[test]
+fn a_second_server_on_the_same_database_is_refused() {
+    let mut s = Server::start();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--api-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0", "--db", &s.db()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("the database {} is already served by process {}", s.db(), s.pid())),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "it never listened");
+    s.kill();
+    s.launch();
+    assert_eq!(s.get("/health", None).status, 200);
+}
