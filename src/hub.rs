@@ -37,6 +37,15 @@ pub struct Close {
 
 impl Close {
     /// A close preceded by the control message `{"meta":{"control":{...}}}`.
+    /// The close of a connection whose backlog filled.
+    pub fn slow_consumer() -> Close {
+        Close::with_control(
+            1008,
+            "slow_consumer",
+            "Disconnected: the connection's buffer filled because the client did not read fast enough",
+        )
+    }
+
     pub fn with_control(code: u16, kind: &str, reason: impl Into<String>) -> Close {
         let reason = reason.into();
         Close { code, control: Some(control(kind, &reason)), reason }
@@ -97,6 +106,17 @@ impl OutState {
 enum Wrote {
     All,
     Blocked,
+    Failed,
+}
+
+/// How `Outlet::send_reply` went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Written or queued.
+    Sent,
+    /// The backlog is full: the client is a slow consumer.
+    Over,
+    /// The socket failed.
     Failed,
 }
 
@@ -322,6 +342,39 @@ impl Outlet {
             st.enqueue(b);
             !st.broken
         }
+    }
+
+    /// Connection side: queues a frame the client's own input asked for (a
+    /// pong, the answer to a text message) under the same budget as events:
+    /// `Reply::Over` when the backlog is already past `max_backlog` (the
+    /// client sends but does not read: a slow consumer). A pong behind an
+    /// unsent pong replaces it (RFC 6455 §5.5.3: the most recent ping is
+    /// the one to answer), so a flood of pings queues one pong.
+    pub fn send_reply(&self, bytes: Vec<u8>) -> Reply {
+        let mut st = self.lock();
+        if st.broken {
+            return Reply::Failed;
+        }
+        if st.queue.is_empty() {
+            return match self.write_some(&mut st, &[(bytes.into(), 0)]) {
+                Wrote::Failed => Reply::Failed,
+                _ => Reply::Sent,
+            };
+        }
+        let is_pong = |b: &[u8]| b.first() == Some(&0x8a);
+        let unsent_last = st.queue.len() > 1 || st.offset == 0;
+        if is_pong(&bytes) && unsent_last && st.queue.back().is_some_and(|(b, seq)| *seq == 0 && is_pong(b)) {
+            if let Some((old, _)) = st.queue.pop_back() {
+                st.queued -= old.len();
+            }
+            st.enqueue((bytes.into(), 0));
+            return Reply::Sent;
+        }
+        if st.queued + bytes.len() > self.max_backlog {
+            return Reply::Over;
+        }
+        st.enqueue((bytes.into(), 0));
+        Reply::Sent
     }
 
     /// Connection side: writes queued bytes without blocking.
@@ -1123,11 +1176,7 @@ impl HubState {
             if !c.outlet.deliver(f, warn) {
                 self.shared.slow_disconnects.fetch_add(1, Ordering::Relaxed);
                 log::info!("connection {}: slow consumer, disconnecting", c.outlet.id);
-                c.outlet.close(Close::with_control(
-                    1008,
-                    "slow_consumer",
-                    "Disconnected: the connection's buffer filled because the client did not read fast enough",
-                ));
+                c.outlet.close(Close::slow_consumer());
             }
             // Written: frames that arrive later put it in `order` again.
             pending.frames[i].clear();

@@ -6,7 +6,7 @@
 
 use super::ConnCfg;
 use crate::filter::Filter;
-use crate::hub::{render, Close, Flushed, Hub, Outlet};
+use crate::hub::{render, Close, Flushed, Hub, Outlet, Reply};
 use crate::model::Opts;
 use crate::storage::{streams, Db};
 use crate::wire::{self, Transport};
@@ -19,13 +19,20 @@ use std::time::{Duration, Instant};
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Error as WsError, Message, WebSocket};
 
+/// Client messages read per pass of the connection loop, so that one that
+/// floods (pings, empty messages) still gets its closes, keepalive checks
+/// and replay in between.
+const MESSAGES_PER_PASS: usize = 64;
+
 /// How long a closing connection may take to drain its last frames.
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// tungstenite's view of the socket: reads never block; writes (pongs and
-/// close replies) go through the outlet, so they queue behind events whole.
+/// close replies) go through the outlet, so they queue behind events whole,
+/// under the same budget (`over` says a write found it full).
 struct WsIo {
     outlet: Arc<Outlet>,
+    over: bool,
 }
 
 impl Read for WsIo {
@@ -39,10 +46,13 @@ impl Read for WsIo {
 
 impl Write for WsIo {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.outlet.send(buf.to_vec(), 0) {
-            Ok(buf.len())
-        } else {
-            Err(io::Error::new(io::ErrorKind::BrokenPipe, "connection broken"))
+        match self.outlet.send_reply(buf.to_vec()) {
+            Reply::Sent => Ok(buf.len()),
+            Reply::Over => {
+                self.over = true;
+                Err(io::Error::other("the connection's backlog is full"))
+            }
+            Reply::Failed => Err(io::Error::new(io::ErrorKind::BrokenPipe, "connection broken")),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -200,10 +210,11 @@ pub fn run_ws(rest: Vec<u8>, outlet: &Arc<Outlet>, cc: &ConnCfg, replay: &mut Re
     // One socket handle, owned by the outlet, serves reads and writes: a
     // connection costs one descriptor.
     let sock = outlet.socket();
-    let io = WsIo { outlet: outlet.clone() };
+    let io = WsIo { outlet: outlet.clone(), over: false };
     let mut ws = WebSocket::from_partially_read(io, rest, Role::Server, Some(ws_config(cc.ws_max_message)));
     let mut last_heard = Instant::now();
-    let mut first_pass = true;
+    // True when input may be waiting without the reactor saying so again.
+    let mut input_waiting = true;
     loop {
         if let Some(c) = outlet.take_close() {
             finish(sock, outlet, Transport::Ws, &c);
@@ -223,14 +234,18 @@ pub fn run_ws(rest: Vec<u8>, outlet: &Arc<Outlet>, cc: &ConnCfg, replay: &mut Re
         if let Err(e) = replay.step(outlet) {
             return e;
         }
-        // Bytes that came with the handshake are read without waiting, and
-        // replay work goes on without sleeping.
-        if first_pass {
-            first_pass = false;
-        } else if !replay.ready(outlet) {
+        // Bytes that came with the handshake (or past the last pass's
+        // share) are read without waiting, and replay work goes on without
+        // sleeping.
+        if !input_waiting && !replay.ready(outlet) {
             wait(deadline);
         }
-        loop {
+        let mut read = 0;
+        input_waiting = loop {
+            if read == MESSAGES_PER_PASS {
+                break true;
+            }
+            read += 1;
             match ws.read() {
                 Ok(msg) => {
                     last_heard = Instant::now();
@@ -238,11 +253,11 @@ pub fn run_ws(rest: Vec<u8>, outlet: &Arc<Outlet>, cc: &ConnCfg, replay: &mut Re
                         // pnut answers every client message with a pong;
                         // spout sends a websocket pong frame, which
                         // clients handle without seeing it as an event.
-                        Message::Text(_) | Message::Binary(_) => {
-                            if !outlet.send(vec![0x8a, 0], 0) {
-                                return "client went away".into();
-                            }
-                        }
+                        Message::Text(_) | Message::Binary(_) => match outlet.send_reply(vec![0x8a, 0]) {
+                            Reply::Sent => {}
+                            Reply::Over => return slow(sock, outlet),
+                            Reply::Failed => return "client went away".into(),
+                        },
                         Message::Close(_) => {
                             let _ = ws.flush();
                             let _ = outlet.flush();
@@ -253,7 +268,8 @@ pub fn run_ws(rest: Vec<u8>, outlet: &Arc<Outlet>, cc: &ConnCfg, replay: &mut Re
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                     }
                 }
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                Err(WsError::Io(_)) if ws.get_ref().over => return slow(sock, outlet),
                 Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
                     return "closed by the client".into();
                 }
@@ -278,13 +294,27 @@ pub fn run_ws(rest: Vec<u8>, outlet: &Arc<Outlet>, cc: &ConnCfg, replay: &mut Re
                 }
                 Err(e) => return format!("client connection failed: {e}"),
             }
-        }
+        };
         // Push out a pong tungstenite may have queued.
         let _ = ws.flush();
+        if ws.get_ref().over {
+            return slow(sock, outlet);
+        }
         if outlet.flush() == Flushed::Failed {
             return "client went away".into();
         }
     }
+}
+
+/// Ends a connection whose client sends but does not read: the backlog is
+/// full, so only the close goes out (after what is already on its way).
+fn slow(sock: &TcpStream, outlet: &Outlet) -> String {
+    log::info!("connection {}: slow consumer (it sends but does not read), disconnecting", outlet.id);
+    let c = Close::slow_consumer();
+    outlet.close(c.clone());
+    let _ = outlet.take_close();
+    finish(sock, outlet, Transport::Ws, &c);
+    c.reason
 }
 
 /// Serves a chunked HTTP stream until it ends; returns why it ended.

@@ -527,3 +527,36 @@ fn stalled_request_bodies_do_not_block_other_requests() {
     assert!(started.elapsed() < DEADLINE, "other requests waited {:?}", started.elapsed());
     drop(stalled);
 }
+
+/// Point 6: a client that floods pings and empty messages and never reads
+/// costs one queued pong, not one per frame (it used to cost 10-14 GiB in
+/// 40 s), and everyone else is served meanwhile.
+#[test]
+fn a_ping_flood_that_never_reads_queues_one_pong() {
+    let s = Server::start_with(&["--conn-backlog-bytes", "65536"]);
+    let app = s.add_app("a");
+    let t = s.app_token(&app);
+    s.create_stream(&t, "k", &["post"]);
+    let mut c = raw_ws(&s, &t);
+    c.set_write_timeout(Some(DEADLINE)).unwrap();
+    let rss_before = s.rss_kib();
+    let mut batch = client_frame(true, 0x9, &[b'p'; 125]).repeat(500);
+    batch.extend(client_frame(true, 0x1, b"").repeat(500));
+    let began = std::time::Instant::now();
+    let mut frames = 0;
+    // 400,000 frames (about 40 MiB), or 10 s.
+    while frames < 400_000 && began.elapsed() < DEADLINE {
+        if c.write_all(&batch).is_err() {
+            break;
+        }
+        frames += 1000;
+    }
+    assert_eq!(frames, 400_000, "the server stopped reading a client that only sent pings");
+    let grown = s.rss_kib().saturating_sub(rss_before);
+    assert!(grown < 16 * 1024, "the server grew by {grown} KiB for {frames} unread pongs");
+    // Another connection of the app is served meanwhile.
+    let (_other, hello) = s.ws(&format!("access_token={t}&key=k"));
+    assert!(hello["meta"]["connection_id"].is_string());
+    // The flooder still gets its (coalesced) pong once it reads.
+    while read_frame(&mut c).0 != 0xa {}
+}
