@@ -4,6 +4,24 @@
 
 use crate::event::ObjType;
 use serde_json::{json, Value};
+use std::collections::HashSet;
+
+/// Bounds on a filter a client writes (`Filter::within_limits`; a 400
+/// naming the bound past one). Filters stored before these bounds still
+/// load; the visit caps below bound what any filter costs per event.
+pub const MAX_CLAUSES: usize = 20;
+pub const MAX_ONE_OF: usize = 100;
+pub const MAX_FIELD_BYTES: usize = 256;
+pub const MAX_FIELD_SEGMENTS: usize = 10;
+pub const MAX_WILDCARDS: usize = 2;
+pub const MAX_STRING_BYTES: usize = 256;
+/// The largest filter body (`POST`/`PUT /v1/filters`), in bytes.
+pub const MAX_FILTER_BYTES: usize = 16 * 1024;
+/// Nodes of an event one clause may visit (wildcards multiply them); past
+/// it the clause does not match.
+pub const CLAUSE_VISITS: usize = 1_000;
+/// Nodes all of a filter's clauses may visit for one event.
+pub const EVENT_VISITS: usize = 20_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
@@ -87,6 +105,66 @@ pub struct Clause {
     path: Vec<Step>,
     /// The value as written; `$authorized_userids` stays a string here.
     pub value: Value,
+    /// The value compiled for matching without allocating.
+    test: Test,
+}
+
+/// A clause's value, ready to compare.
+#[derive(Clone, Debug, PartialEq)]
+enum Test {
+    /// `equals` (a set of one) and `one_of`.
+    In(Values),
+    Matches(String),
+    /// `lt`, `le`, `gt`, `ge` against an integer.
+    Cmp(Op, i64),
+    /// `one_of "$authorized_userids"`.
+    Authorized,
+}
+
+/// Values to find a field's value among, with ids equal across their
+/// string and number forms (`"7"` is `7`): strings as written and numbers
+/// in their text form, integers as numbers, anything else as JSON.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Values {
+    texts: HashSet<String>,
+    ints: HashSet<i64>,
+    others: Vec<Value>,
+}
+
+impl Values {
+    fn of<'a>(values: impl IntoIterator<Item = &'a Value>) -> Values {
+        let mut out = Values::default();
+        for v in values {
+            match v {
+                Value::String(s) => {
+                    // Only the canonical text of an integer is that integer.
+                    if let Some(n) = s.parse::<i64>().ok().filter(|n| n.to_string() == *s) {
+                        out.ints.insert(n);
+                    }
+                    out.texts.insert(s.clone());
+                }
+                Value::Number(n) => {
+                    if let Some(i) = n.as_i64() {
+                        out.ints.insert(i);
+                    }
+                    out.texts.insert(n.to_string());
+                }
+                other => out.others.push(other.clone()),
+            }
+        }
+        out
+    }
+
+    fn contains(&self, f: &Value) -> bool {
+        match f {
+            Value::String(s) => self.texts.contains(s.as_str()),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => self.ints.contains(&i),
+                None => self.texts.contains(&n.to_string()),
+            },
+            other => self.others.contains(other),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -189,25 +267,79 @@ impl Filter {
                 };
                 return Err(at(format!("value: {} needs {want}, got {value}", op.as_str())));
             }
-            out.push(Clause { object_type, op, field: field.to_string(), path, value });
+            let test = match op {
+                Op::Equals => Test::In(Values::of([&value])),
+                Op::Matches => Test::Matches(value.as_str().unwrap_or_default().to_string()),
+                Op::OneOf => match &value {
+                    Value::Array(list) => Test::In(Values::of(list)),
+                    _ => Test::Authorized,
+                },
+                _ => Test::Cmp(op, as_int(&value).unwrap_or_default()),
+            };
+            out.push(Clause { object_type, op, field: field.to_string(), path, value, test });
         }
         Ok(Filter { policy, clauses: out })
+    }
+
+    /// The bounds a filter written by a client must keep (`MAX_*`); the
+    /// error names the bound and the clause.
+    pub fn within_limits(&self) -> Result<(), String> {
+        if self.clauses.len() > MAX_CLAUSES {
+            return Err(format!("clauses: a filter may have at most {MAX_CLAUSES} clauses"));
+        }
+        for (i, c) in self.clauses.iter().enumerate() {
+            let at = |m: String| Err(format!("clauses[{i}].{m}"));
+            if c.field.len() > MAX_FIELD_BYTES {
+                return at(format!("field: at most {MAX_FIELD_BYTES} bytes"));
+            }
+            if c.path.len() > MAX_FIELD_SEGMENTS {
+                return at(format!("field: at most {MAX_FIELD_SEGMENTS} segments"));
+            }
+            if c.path.iter().filter(|s| **s == Step::Any).count() > MAX_WILDCARDS {
+                return at(format!("field: at most {MAX_WILDCARDS} wildcards (*)"));
+            }
+            let values: Vec<&Value> = match &c.value {
+                Value::Array(list) => {
+                    if list.len() > MAX_ONE_OF {
+                        return at(format!("value: one_of takes at most {MAX_ONE_OF} values"));
+                    }
+                    list.iter().collect()
+                }
+                v => vec![v],
+            };
+            for v in values {
+                let long = match v {
+                    Value::String(s) => s.len() > MAX_STRING_BYTES,
+                    Value::Array(_) | Value::Object(_) => v.to_string().len() > MAX_STRING_BYTES,
+                    _ => false,
+                };
+                if long {
+                    return at(format!("value: strings of at most {MAX_STRING_BYTES} bytes"));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Does an event of `kind` with this envelope pass the filter? Clauses
     /// apply only to their own object type; a type the filter has no clause
     /// for passes unfiltered. `authorized` is the app's authorized user ids.
+    /// The clauses visit at most `EVENT_VISITS` nodes of the event together
+    /// (`CLAUSE_VISITS` each); a clause out of visits does not match.
     pub fn passes(&self, kind: ObjType, envelope: &Value, authorized: &[String]) -> bool {
-        let applicable: Vec<&Clause> = self.clauses.iter().filter(|c| c.object_type == kind).collect();
-        if applicable.is_empty() {
-            return true;
-        }
-        let mut hits = applicable.iter().map(|c| c.matches(envelope, authorized));
+        let mut left = EVENT_VISITS;
+        let mut hits = self.clauses.iter().filter(|c| c.object_type == kind).map(|c| {
+            let mut budget = CLAUSE_VISITS.min(left);
+            let hit = c.matches(envelope, authorized, &mut budget);
+            left -= CLAUSE_VISITS.min(left) - budget;
+            hit
+        });
+        let Some(first) = hits.next() else { return true };
         match self.policy {
-            Policy::IncludeAny => hits.any(|h| h),
-            Policy::IncludeAll => hits.all(|h| h),
-            Policy::ExcludeAny => !hits.any(|h| h),
-            Policy::ExcludeAll => !hits.all(|h| h),
+            Policy::IncludeAny => first || hits.any(|h| h),
+            Policy::IncludeAll => first && hits.all(|h| h),
+            Policy::ExcludeAny => !(first || hits.any(|h| h)),
+            Policy::ExcludeAll => !(first && hits.all(|h| h)),
         }
     }
 
@@ -229,25 +361,25 @@ impl Filter {
     }
 }
 
-fn collect<'a>(v: &'a Value, path: &[Step], out: &mut Vec<&'a Value>) {
+/// Calls `hit` with each value `path` reaches in `v` (wildcards reach
+/// every element) until it returns true; says whether one did. Each node
+/// visited costs one of `budget`; at zero the walk stops.
+fn find(v: &Value, path: &[Step], budget: &mut usize, hit: &mut impl FnMut(&Value) -> bool) -> bool {
+    if *budget == 0 {
+        return false;
+    }
+    *budget -= 1;
     let Some((first, rest)) = path.split_first() else {
-        out.push(v);
-        return;
+        return hit(v);
     };
     match (first, v) {
-        (Step::Any, Value::Array(items)) => items.iter().for_each(|i| collect(i, rest, out)),
-        (Step::Any, Value::Object(m)) => m.values().for_each(|i| collect(i, rest, out)),
-        (Step::Key(k), Value::Object(m)) => {
-            if let Some(c) = m.get(k) {
-                collect(c, rest, out);
-            }
-        }
+        (Step::Any, Value::Array(items)) => items.iter().any(|i| find(i, rest, budget, hit)),
+        (Step::Any, Value::Object(m)) => m.values().any(|i| find(i, rest, budget, hit)),
+        (Step::Key(k), Value::Object(m)) => m.get(k).is_some_and(|c| find(c, rest, budget, hit)),
         (Step::Key(k), Value::Array(items)) => {
-            if let Some(c) = k.parse::<usize>().ok().and_then(|i| items.get(i)) {
-                collect(c, rest, out);
-            }
+            k.parse::<usize>().ok().and_then(|i| items.get(i)).is_some_and(|c| find(c, rest, budget, hit))
         }
-        _ => {}
+        _ => false,
     }
 }
 
@@ -255,39 +387,23 @@ fn as_int(v: &Value) -> Option<i64> {
     v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
-/// Equal as JSON, with ids compared across string and number forms.
-fn same(a: &Value, b: &Value) -> bool {
-    if a == b {
-        return true;
-    }
-    match (a, b) {
-        (Value::String(s), Value::Number(n)) | (Value::Number(n), Value::String(s)) => s == &n.to_string(),
-        _ => false,
-    }
-}
-
 impl Clause {
-    fn matches(&self, envelope: &Value, authorized: &[String]) -> bool {
-        let mut found = Vec::new();
-        collect(envelope, &self.path, &mut found);
-        found.iter().any(|f| match self.op {
-            Op::Equals => same(f, &self.value),
-            Op::Matches => match (f.as_str(), self.value.as_str()) {
-                (Some(hay), Some(needle)) => hay.contains(needle),
+    fn matches(&self, envelope: &Value, authorized: &[String], budget: &mut usize) -> bool {
+        find(envelope, &self.path, budget, &mut |f| match &self.test {
+            Test::In(values) => values.contains(f),
+            Test::Matches(needle) => f.as_str().is_some_and(|hay| hay.contains(needle.as_str())),
+            Test::Cmp(op, y) => as_int(f).is_some_and(|x| match op {
+                Op::Lt => x < *y,
+                Op::Le => x <= *y,
+                Op::Gt => x > *y,
+                _ => x >= *y,
+            }),
+            Test::Authorized => match f {
+                Value::String(s) => authorized.iter().any(|id| id == s),
+                Value::Number(n) => {
+                    n.as_i64().is_some_and(|i| authorized.iter().any(|id| id.parse() == Ok(i)))
+                }
                 _ => false,
-            },
-            Op::Lt | Op::Le | Op::Gt | Op::Ge => match (as_int(f), as_int(&self.value)) {
-                (Some(x), Some(y)) => match self.op {
-                    Op::Lt => x < y,
-                    Op::Le => x <= y,
-                    Op::Gt => x > y,
-                    _ => x >= y,
-                },
-                _ => false,
-            },
-            Op::OneOf => match &self.value {
-                Value::Array(list) => list.iter().any(|v| same(f, v)),
-                _ => authorized.iter().any(|id| same(f, &Value::String(id.clone()))),
             },
         })
     }
@@ -402,5 +518,51 @@ mod tests {
         let bad_type = json!([{"object_type": "star", "operator": "equals", "field": "/a", "value": 1}]);
         assert!(err(json!("include_any"), bad_type).contains("clauses[0].object_type"));
         assert!(Filter::parse(None, Some(&json!([]))).unwrap_err().contains("match_policy"));
+    }
+
+    /// Each bound is named; a filter at every bound is within them.
+    #[test]
+    fn limits_are_named() {
+        let limit = |c: Value| filter("include_any", c).within_limits();
+        let ok = clause("one_of", "/data/*/x/*/a/b/c/d/e/f", json!(vec!["v".repeat(256); 100]));
+        assert_eq!(limit(json!(vec![ok.clone(); 20])), Ok(()));
+        let e = limit(json!(vec![ok.clone(); 21])).unwrap_err();
+        assert_eq!(e, "clauses: a filter may have at most 20 clauses");
+        let e = limit(json!([clause("one_of", "/a", json!(vec!["v"; 101]))])).unwrap_err();
+        assert_eq!(e, "clauses[0].value: one_of takes at most 100 values");
+        let e = limit(json!([clause("equals", &format!("/{}", "a".repeat(256)), json!(1))])).unwrap_err();
+        assert_eq!(e, "clauses[0].field: at most 256 bytes");
+        let e = limit(json!([clause("equals", "/a/b/c/d/e/f/g/h/i/j/k", json!(1))])).unwrap_err();
+        assert_eq!(e, "clauses[0].field: at most 10 segments");
+        let e = limit(json!([clause("equals", "/*/*/*", json!(1))])).unwrap_err();
+        assert_eq!(e, "clauses[0].field: at most 2 wildcards (*)");
+        let e = limit(json!([clause("matches", "/a", json!("x".repeat(257)))])).unwrap_err();
+        assert_eq!(e, "clauses[0].value: strings of at most 256 bytes");
+    }
+
+    /// A filter past the bounds (stored before them) still loads, and a
+    /// wildcard walk stops at its visit cap: the clause does not match.
+    #[test]
+    fn wildcard_walks_stop_at_their_visit_cap() {
+        let wide: Vec<Value> = (0..2_000).map(|i| json!({"id": i.to_string()})).collect();
+        let ev = json!({"meta": {"type": "post"}, "data": wide});
+        let f = |v: &str| filter("include_any", json!([clause("equals", "/data/*/id", json!(v))]));
+        assert!(f("10").passes(ObjType::Post, &ev, &[]), "within the cap");
+        assert!(!f("1999").passes(ObjType::Post, &ev, &[]), "past the cap the clause does not match");
+        let big = filter(
+            "include_any",
+            json!([clause(
+                "one_of",
+                "/data/*/id",
+                json!((0..60_000).map(|i| i.to_string()).collect::<Vec<_>>())
+            )]),
+        );
+        assert!(big.within_limits().is_err());
+        assert!(big.passes(ObjType::Post, &ev, &[]));
+        // ids compare across their string and number forms, one_of too.
+        let n = filter("include_any", json!([clause("one_of", "/data/*/id", json!([7, "x"]))]));
+        assert!(n.passes(ObjType::Post, &json!({"data": [{"id": "7"}]}), &[]));
+        assert!(!n.passes(ObjType::Post, &json!({"data": [{"id": "07"}]}), &[]));
+        assert!(n.passes(ObjType::Post, &json!({"data": [{"id": 7}]}), &[]));
     }
 }

@@ -13,7 +13,7 @@ use crate::model::{prune, Kind, Opts};
 use crate::storage::filters::{self, FilterRow};
 use crate::storage::{users, Tx};
 use rusqlite::Connection;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// Parses a stored filter (always valid: it was validated when written).
@@ -38,13 +38,23 @@ pub fn filter_value(c: &Connection, ctx: &Ctx, row: &FilterRow, req: Option<&Req
     Ok(v)
 }
 
-fn parse_body(body: &Map<String, Value>) -> ApiResult<(Option<String>, Filter)> {
+/// A filter from a request body, within the bounds a client's filter must
+/// keep (`filter::MAX_*`): each a 400 naming the bound.
+fn parse_body(req: &Req) -> ApiResult<(Option<String>, Filter)> {
+    if req.body.len() > crate::filter::MAX_FILTER_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "a filter's JSON may be at most {} bytes",
+            crate::filter::MAX_FILTER_BYTES
+        )));
+    }
+    let body = &req.json_object()?;
     let name = match body.get("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.chars().count() <= 256 => Some(s.clone()),
         Some(_) => return Err(ApiError::bad_request("name: must be a string of at most 256 characters")),
     };
     let f = Filter::parse(body.get("match_policy"), body.get("clauses")).map_err(ApiError::bad_request)?;
+    f.within_limits().map_err(ApiError::bad_request)?;
     Ok((name, f))
 }
 
@@ -65,7 +75,7 @@ fn detach_and_delete(tx: &mut Tx, id: i64) -> ApiResult<()> {
 
 pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let (_, uid) = auth::user(&ctx.db, req, None)?;
-    let (name, f) = parse_body(&req.json_object()?)?;
+    let (name, f) = parse_body(req)?;
     let v = ctx.db.write(|tx| {
         let row = filters::create(tx, uid, name.as_deref(), f.policy.as_str(), &f.clauses_json())?;
         filter_value(tx, ctx, &row, Some(req))
@@ -90,7 +100,7 @@ pub fn get_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 
 pub fn update(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let (_, uid) = auth::user(&ctx.db, req, None)?;
-    let (name, f) = parse_body(&req.json_object()?)?;
+    let (name, f) = parse_body(req)?;
     let v = ctx.db.write(|tx| {
         let row = own(tx, p[0], uid)?;
         filters::update(tx, row.id, name.as_deref(), f.policy.as_str(), &f.clauses_json())?;
