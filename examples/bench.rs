@@ -11,6 +11,10 @@
 //!            posting --rate posts/s (default 200) for --secs s
 //!   ingest   --writers writers as fast as possible, one stream connected
 //!   slow     fanout with one subscriber that never reads, against without
+//!   hostile  fanout (--conns, default 100) alone, beside another tenant's
+//!            filter at every bound, and beside that filter and attackers
+//!            (slowloris on both listeners, endless header lines, a ping
+//!            flood that never reads): the p99 of each, and its ratio
 //! FLAGS:
 //!   --conns N --rate R --secs T --writers P --apps A --hold S
 //!   --json FILE               also write the rows as JSON
@@ -33,6 +37,9 @@
 //! clock in ns just before the request; a subscriber loop subtracts it
 //! from its own clock (same machine). Subscribers are read by two epoll
 //! loops (`--loops`), not a thread each, and the client's CPU is reported.
+
+#[path = "bench/hostile.rs"]
+mod hostile;
 
 use rustix::event::epoll;
 use serde_json::{json, Value};
@@ -101,7 +108,7 @@ fn parse_args() -> Args {
             "--api" => a.api = Some(val()),
             "--stream" => a.stream = Some(val()),
             "--db" => a.db = Some(val()),
-            "idle" | "fanout" | "ingest" | "slow" => a.scenarios.push(x.clone()),
+            "idle" | "fanout" | "ingest" | "slow" | "hostile" => a.scenarios.push(x.clone()),
             "-h" | "--help" => {
                 println!("see the header of examples/bench.rs");
                 std::process::exit(0);
@@ -860,6 +867,7 @@ fn main() {
             "idle" => run(idle(&t, &a)),
             "fanout" => run(fanout(&t, &a, a.conns.unwrap_or(1000), a.rate, false, "f")),
             "ingest" => run(ingest(&t, &a)),
+            "hostile" => hostile::run(&t, &a).into_iter().for_each(&mut run),
             "slow" => {
                 let n = a.conns.unwrap_or(100);
                 run(fanout(&t, &a, n, a.rate, false, "s0"));
