@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod ctx;
+pub mod delivery;
 pub mod error;
 pub mod event;
 pub mod filter;

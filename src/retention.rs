@@ -5,8 +5,9 @@
 //! next connection is told how many it lost.
 
 use crate::api::load_filter;
+use crate::delivery::wants;
 use crate::error::ApiResult;
-use crate::hub::{wants, Hub};
+use crate::hub::Hub;
 use crate::storage::{events, streams, Db};
 use crate::util::now;
 
@@ -37,7 +38,7 @@ pub fn prune(db: &Db, hub: Option<&Hub>, max_age_secs: i64, max_events: usize) -
             continue;
         }
         let (grants, filter) = db.read(|c| {
-            let g = crate::hub::grants_of_app(c, s.app_id)?;
+            let g = crate::storage::apps::grants_of_app(c, s.app_id)?;
             let f = load_filter(c, s.filter_id)?;
             Ok((g, f))
         })?;

@@ -210,3 +210,11 @@ pub fn all_authorizations(c: &Connection) -> rusqlite::Result<Vec<AuthRow>> {
     })?;
     rows.collect()
 }
+
+/// Who authorized `app_id`, with their scopes.
+pub fn grants_of_app(
+    c: &Connection,
+    app_id: i64,
+) -> rusqlite::Result<std::collections::HashMap<i64, Vec<String>>> {
+    Ok(authorizations_of_app(c, app_id)?.into_iter().map(|a| (a.user_id, a.scopes)).collect())
+}

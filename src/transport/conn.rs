@@ -181,7 +181,7 @@ impl Replay {
         if self.pos < target {
             let upto = target.min(self.pos + REPLAY_PAGE);
             let events = self.db.events_between(self.pos, upto).map_err(|e| e.message)?;
-            let channels = crate::hub::channels_now(&self.db, &events)?;
+            let channels = crate::delivery::channels_now(&self.db, &events)?;
             log::debug!("connection {}: replaying {} events after {}", outlet.id, events.len(), self.pos);
             for ev in &events {
                 // The app's grants and the channels' ACLs as they are now,
