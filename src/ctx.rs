@@ -15,4 +15,6 @@ pub struct Ctx {
     /// Guards password checks (failure budgets, the hashing pool).
     pub login: crate::login::Login,
     pub started: std::time::Instant,
+    /// Wakes the poll closer when a poll is created.
+    pub polls: crate::jobs::polls::Waker,
 }

@@ -16,6 +16,7 @@ pub mod event;
 pub mod filter;
 pub mod http;
 pub mod hub;
+pub mod jobs;
 pub mod login;
 pub mod model;
 #[cfg(test)]

@@ -70,6 +70,7 @@ pub fn start(mut cfg: Config) -> Result<ServerHandle, String> {
         hub: hub.clone(),
         login: login_guard(&cfg),
         started: std::time::Instant::now(),
+        polls: crate::jobs::polls::Waker::default(),
     });
     let sink_hub = hub.clone();
     db.set_sink(Box::new(move |items| sink_hub.publish(items)));
@@ -107,65 +108,20 @@ pub fn start(mut cfg: Config) -> Result<ServerHandle, String> {
     };
     let http = tiny_http::Server::from_listener_with_limits(api_listener, handler, limits)
         .map_err(|e| format!("cannot serve on {api_addr} (--api-addr): {e}"))?;
-    {
-        let (db, stopping) = (db.clone(), stopping.clone());
-        // Events written by `spout admin` in another process reach the hub
-        // through the log; look for them ten times a second. The same
-        // thread checkpoints the WAL, which the writer no longer does in a
-        // commit: often, so each checkpoint and its burst of disk writes is
-        // small. At 100 x 2,000 posts/s, p99 with a checkpoint every 1 s:
-        // 17-21 ms; 250 ms: 9-12 ms; 100 ms: 7-8.5 ms (alternating runs;
-        // every 2 s, each one had stalled writes for up to 60 ms). Without
-        // any checkpoint it was 4-6.5 ms, so their disk writes are much of
-        // the tail. The thread also has the WAL start over when the
-        // checkpoints cannot catch up (`Db::checkpoint_restart`) and reserves
-        // the blocks the WAL will grow into (`Db::reserve_wal`).
-        threads.push(
-            crate::thread::spawn("log-tail".into(), None, move || {
-                let mut wal_len = 0;
-                while !stopping.load(Ordering::Relaxed) {
-                    std::thread::park_timeout(Duration::from_millis(100));
-                    db.catch_up();
-                    db.reserve_wal(&mut wal_len);
-                    match db.checkpoint_passive() {
-                        Ok(frames) if frames > db.wal_restart_frames() => {
-                            // Sync what the checkpoints copied, and copy what
-                            // came meanwhile, so that the restart, which
-                            // pauses writes, has little of either left.
-                            let r = db.sync_file().and_then(|_| db.checkpoint_passive());
-                            if let Err(e) = r.and_then(|_| db.checkpoint_restart()) {
-                                log::warn!("WAL restart failed: {}", e.message);
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => log::warn!("WAL checkpoint failed: {}", e.message),
-                    }
-                }
-            })
-            .map_err(|e| e.to_string())?,
-        );
-    }
-    {
-        let (db, hub, stopping) = (db.clone(), hub.clone(), stopping.clone());
-        let (every, secs, count) = (cfg.prune_every, cfg.retention_secs, cfg.retention_events);
-        threads.push(
-            crate::thread::spawn("retention".into(), None, move || loop {
-                std::thread::park_timeout(every);
-                if stopping.load(Ordering::Relaxed) {
-                    return;
-                }
-                if let Err(e) = crate::retention::prune(&db, Some(&hub), secs, count) {
-                    log::warn!("retention pass failed: {}", e.message);
-                }
-            })
-            .map_err(|e| e.to_string())?,
-        );
-    }
-    // Polls close at closed_at: those that came due while the server was
-    // down are closed (with their events) before serving, then a thread.
-    threads.push(crate::storage::channels::start_poll_closer(
+    threads.push(crate::jobs::log_tail::start(db.clone(), stopping.clone())?);
+    let (every, secs, count) = (cfg.prune_every, cfg.retention_secs, cfg.retention_events);
+    threads.push(crate::jobs::retention::start(
+        db.clone(),
+        hub.clone(),
+        every,
+        secs,
+        count,
+        stopping.clone(),
+    )?);
+    threads.push(crate::jobs::polls::start(
         db.clone(),
         ctx.api_url.clone(),
+        ctx.polls.clone(),
         stopping.clone(),
     )?);
     threads.push(transport::start_listener(

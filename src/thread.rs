@@ -6,11 +6,11 @@
 //! - `hub` (`hub::Hub::start`): fans each event out to the live
 //!   connections that may receive it; `cursor-saver` beside it stores the
 //!   streams' cursors.
-//! - `log-tail` (`server::start`): publishes events other processes wrote
-//!   (`spout admin`), and keeps the WAL small (checkpoints, restarts).
-//! - `retention` (`server::start`): drops old events and log rows.
-//! - `poll-closer` (`storage::channels::start_poll_closer`): closes polls
-//!   when they come due.
+//! - `log-tail` (`jobs::log_tail`): publishes events and signals other
+//!   processes wrote (`spout admin`), and keeps the WAL small (checkpoints,
+//!   restarts).
+//! - `retention` (`jobs::retention`): drops old events and log rows.
+//! - `poll-closer` (`jobs::polls`): closes polls when they come due.
 //! - `http-accept` (vendored tiny_http) and one `http-conn` per API
 //!   connection, each handling that connection's requests in turn.
 //! - `stream-accept` (`transport::start_listener`), one `conn` per stream

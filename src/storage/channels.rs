@@ -5,17 +5,13 @@
 
 use super::users::{self, UserRow};
 use super::Page;
-use super::{apps, json_col, Cached, Db, Tx};
+use super::{apps, json_col, Cached, Tx};
 use crate::error::{ApiError, ApiResult};
 use crate::event::{Audience, NewEvent, ObjType};
 use crate::util::{iso8601, now};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{JoinHandle, Thread};
-use std::time::Duration;
 
 // ---------------------------------------------------------------------- ACL
 
@@ -1030,69 +1026,6 @@ pub fn emit_poll(tx: &mut Tx, api_url: &str, p: &PollRow, actor: i64, extra: Val
         auth: None,
         envelope: crate::util::obj([("meta", meta), ("data", data)]),
     })
-}
-
-/// Closes every due poll: marks it closed and writes its close event in the
-/// same transaction, so each poll's close event exists exactly once.
-pub fn close_due_polls(db: &Db, api_url: &str) -> ApiResult<usize> {
-    db.write(|tx| {
-        let due = due_polls(tx, now())?;
-        for p in &due {
-            tx.qexec("UPDATE polls SET is_closed = 1 WHERE id = ?1", [p.id])?;
-            let closed = PollRow { is_closed: true, ..p.clone() };
-            emit_poll_end(tx, api_url, &closed, p.user_id, "is_closed")?;
-        }
-        Ok(due.len())
-    })
-}
-
-static CLOSER: Mutex<Option<Thread>> = Mutex::new(None);
-
-/// Wakes the poll closer (a new poll may close before what it waits for).
-pub fn wake_poll_closer() {
-    if let Ok(t) = CLOSER.lock() {
-        if let Some(t) = t.as_ref() {
-            t.unpark();
-        }
-    }
-}
-
-/// Closes polls that came due while the server was down (before returning,
-/// so their events precede anything served), then starts the `poll-closer`
-/// thread, which sleeps until the next `closed_at` (at most a minute; new
-/// polls wake it) and stops when `stopping` is set.
-pub fn start_poll_closer(
-    db: Arc<Db>,
-    api_url: String,
-    stopping: Arc<AtomicBool>,
-) -> Result<JoinHandle<()>, String> {
-    close_due_polls(&db, &api_url).map_err(|e| format!("closing due polls: {}", e.message))?;
-    let h = crate::thread::spawn("poll-closer".into(), None, move || {
-        // Registered before the first look at the next due time, so a poll
-        // created from here on always wakes a thread that will re-read it.
-        if let Ok(mut t) = CLOSER.lock() {
-            *t = Some(std::thread::current());
-        }
-        while !stopping.load(Ordering::Relaxed) {
-            let next = db.read(|c| Ok(next_close(c)?)).ok().flatten();
-            let wait = match next {
-                Some(t) => (t - now()).clamp(0, 60),
-                None => 60,
-            };
-            if wait > 0 {
-                std::thread::park_timeout(Duration::from_secs(wait as u64));
-            }
-            if stopping.load(Ordering::Relaxed) {
-                break;
-            }
-            if let Err(e) = close_due_polls(&db, &api_url) {
-                log::error!("poll closer: {}", e.message);
-                std::thread::park_timeout(Duration::from_secs(1));
-            }
-        }
-    })
-    .map_err(|e| e.to_string())?;
-    Ok(h)
 }
 
 /// Those of `candidates` (other than `actor`) who muted or blocked `actor`:

@@ -169,7 +169,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         store::emit_poll(tx, &ctx.api_url, &p, uid, json!({}))?;
         value(tx, ctx, &p, uid, &Opts::from_req(req))
     })?;
-    store::wake_poll_closer();
+    ctx.polls.wake();
     Ok(Resp::data(201, v))
 }
 
