@@ -184,7 +184,7 @@ fn admin(mut args: Vec<String>) -> CliResult {
                     .ok_or_else(|| not_found(format!("no app with client_id {app}")))?;
                 let s = spout::storage::streams::get(tx, a.id, key)?
                     .ok_or_else(|| not_found(format!("app {app} has no stream {key}")))?;
-                spout::api::delete_stream(tx, s.id)
+                spout::storage::streams::delete_live(tx, s.id)
             })
             .map_err(e)?;
             print_json(&json!({"deleted": key}));

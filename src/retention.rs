@@ -4,7 +4,6 @@
 //! had not received is dropped, the stream's `dropped` count grows, so its
 //! next connection is told how many it lost.
 
-use crate::api::load_filter;
 use crate::delivery::wants;
 use crate::error::ApiResult;
 use crate::hub::Hub;
@@ -39,7 +38,7 @@ pub fn prune(db: &Db, hub: Option<&Hub>, max_age_secs: i64, max_events: usize) -
         }
         let (grants, filter) = db.read(|c| {
             let g = crate::storage::apps::grants_of_app(c, s.app_id)?;
-            let f = load_filter(c, s.filter_id)?;
+            let f = crate::storage::filters::of_stream(c, s.filter_id)?;
             Ok((g, f))
         })?;
         let types = crate::event::types_to_bits(&s.object_types);

@@ -15,18 +15,6 @@ use crate::http::{Req, Resp};
 pub use crate::ctx::Ctx;
 pub use crate::http::params::parse_id;
 pub use oauth::revoke_token;
-pub use streams::delete_stream;
-
-/// A stream's filter, by id, compiled (None without one, or if it is gone).
-pub fn load_filter(
-    c: &rusqlite::Connection,
-    id: Option<i64>,
-) -> rusqlite::Result<Option<std::sync::Arc<crate::filter::Filter>>> {
-    match id {
-        Some(fid) => crate::storage::filters::load(c, fid),
-        None => Ok(None),
-    }
-}
 
 /// The `token` event for a grant made by `spout admin token add`.
 pub fn admin_token_event(

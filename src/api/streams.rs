@@ -8,7 +8,7 @@ use crate::event::{types_to_bits, ObjType, Signal};
 use crate::filter::Filter;
 use crate::http::{Req, Resp};
 use crate::model;
-use crate::storage::{apps, filters, streams, Principal, StreamRow, Tx};
+use crate::storage::{apps, filters, streams, Principal, StreamRow};
 use rusqlite::Connection;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -177,7 +177,7 @@ pub fn update(ctx: &Ctx, req: &Req, params: &[&str]) -> ApiResult<Resp> {
         let filter = match check_filter(tx, &body, p.app.id)? {
             Some(f) => f,
             None => match s.filter_id {
-                Some(fid) => super::load_filter(tx, Some(fid))?.map(|f| (fid, f)),
+                Some(fid) => filters::of_stream(tx, Some(fid))?.map(|f| (fid, f)),
                 None => None,
             },
         };
@@ -200,7 +200,7 @@ pub fn delete_one(ctx: &Ctx, req: &Req, params: &[&str]) -> ApiResult<Resp> {
     let v = ctx.db.write(|tx| {
         let s = find(tx, &p, params[0])?;
         let v = deleted_value(tx, ctx, &s)?;
-        delete_stream(tx, s.id)?;
+        streams::delete_live(tx, s.id)?;
         Ok(v)
     })?;
     Ok(Resp::ok(v))
@@ -213,19 +213,11 @@ pub fn delete_all(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         let mut out = Vec::new();
         for s in &rows {
             out.push(deleted_value(tx, ctx, s)?);
-            delete_stream(tx, s.id)?;
+            streams::delete_live(tx, s.id)?;
         }
         Ok(out)
     })?;
     Ok(Resp::ok(Value::Array(v)))
-}
-
-/// Deletes stream `id` in this transaction, with the signal that closes
-/// its live connections. Shared by `DELETE /v1/streams…` and `spout admin
-/// stream delete`.
-pub fn delete_stream(tx: &mut Tx, id: i64) -> ApiResult<()> {
-    streams::delete(tx, id)?;
-    tx.signal(Signal::StreamDeleted { stream_id: id })
 }
 
 #[cfg(test)]

@@ -54,6 +54,17 @@ pub fn load(c: &Connection, id: i64) -> rusqlite::Result<Option<std::sync::Arc<c
     }))
 }
 
+/// A stream's filter, compiled (`None` without one, or if it is gone).
+pub fn of_stream(
+    c: &Connection,
+    id: Option<i64>,
+) -> rusqlite::Result<Option<std::sync::Arc<crate::filter::Filter>>> {
+    match id {
+        Some(id) => load(c, id),
+        None => Ok(None),
+    }
+}
+
 pub fn list_by_user(c: &Connection, user_id: i64) -> rusqlite::Result<Vec<FilterRow>> {
     let mut st = c.prepare_cached(&format!("SELECT {COLS} FROM filters WHERE user_id = ?1 ORDER BY id"))?;
     let rows = st.query_map([user_id], from_row)?;

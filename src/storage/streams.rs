@@ -140,3 +140,11 @@ pub fn delete(c: &Connection, id: i64) -> rusqlite::Result<()> {
     c.qexec("DELETE FROM streams WHERE id = ?1", [id])?;
     Ok(())
 }
+
+/// Deletes stream `id` in this transaction, with the signal that closes
+/// its live connections. Shared by `DELETE /v1/streams…`, `spout admin
+/// stream delete` and an `auto_delete` connection's end.
+pub fn delete_live(tx: &mut super::Tx, id: i64) -> crate::error::ApiResult<()> {
+    delete(tx, id)?;
+    tx.signal(crate::event::Signal::StreamDeleted { stream_id: id })
+}

@@ -152,7 +152,7 @@ impl Replay {
             .db
             .read(|c| {
                 let Some(s) = streams::by_id(c, id)? else { return Ok(None) };
-                let f = crate::api::load_filter(c, s.filter_id)?;
+                let f = crate::storage::filters::of_stream(c, s.filter_id)?;
                 Ok(Some((crate::event::types_to_bits(&s.object_types), f)))
             })
             .map_err(|e| e.message)?;

@@ -279,7 +279,7 @@ fn authorize(ctx: &Ctx, req: &Req) -> ApiResult<Accepted> {
         .db
         .read(|c| Ok(streams::get(c, p.app.id, key)?))?
         .ok_or_else(|| ApiError::not_found(format!("Stream not found: {key}")))?;
-    let filter = ctx.db.read(|c| Ok(crate::api::load_filter(c, stream.filter_id)?))?;
+    let filter = ctx.db.read(|c| Ok(crate::storage::filters::of_stream(c, stream.filter_id)?))?;
     Ok(Accepted { app_id: p.app.id, token_id: p.token_id, stream, filter })
 }
 
@@ -355,60 +355,79 @@ fn start_replay(
     })
 }
 
-fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reactor, ticket: &mut Ticket) {
-    let _ = sock.set_nodelay(true);
-    let _ = rustix::net::sockopt::set_socket_send_buffer_size(&sock, SEND_BUFFER);
-    let _ = sock.set_write_timeout(Some(cc.head_timeout));
-    let (head, rest) = match read_head(&mut sock, cc.head_timeout) {
+/// A request that passed the handshake: authorized, with its place under
+/// the per-app and total caps.
+struct Handshake {
+    req: Req,
+    acc: Accepted,
+    /// Bytes the client sent after its head.
+    rest: Vec<u8>,
+    transport: Transport,
+    ws_key: Option<String>,
+    slot: crate::hub::Slot,
+}
+
+/// Reads and checks the request head, authorizes it and reserves its
+/// place; refuses (and returns `None`) otherwise.
+fn handshake(
+    sock: &mut TcpStream,
+    ctx: &Ctx,
+    hub: &Hub,
+    cc: &ConnCfg,
+    ticket: &mut Ticket,
+) -> Option<Handshake> {
+    let (head, rest) = match read_head(sock, cc.head_timeout) {
         Ok(h) => h,
-        Err(HeadError::Gone) => return log::debug!("stream connection closed before its request head"),
+        Err(HeadError::Gone) => {
+            log::debug!("stream connection closed before its request head");
+            return None;
+        }
         Err(HeadError::Late) => {
             let secs = cc.head_timeout.as_secs();
-            let e = ApiError::new(408, format!("The request head did not arrive within {secs} s"));
-            return refuse(&sock, &e);
+            refuse(sock, &ApiError::new(408, format!("The request head did not arrive within {secs} s")));
+            return None;
         }
         Err(HeadError::TooLong) => {
-            let e = ApiError::new(431, format!("The request head is longer than {MAX_HEAD} bytes"));
-            return refuse(&sock, &e);
+            refuse(sock, &ApiError::new(431, format!("The request head is longer than {MAX_HEAD} bytes")));
+            return None;
         }
     };
-    let Some(req) = parse_head(&head) else {
-        return refuse(&sock, &ApiError::bad_request("malformed HTTP request"));
-    };
-    let acc = match authorize(ctx, &req) {
-        Ok(a) => a,
-        Err(e) => return refuse(&sock, &e),
-    };
-    let is_ws = req.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-    let ws_key = req.header("sec-websocket-key").map(str::to_string);
-    if is_ws && ws_key.is_none() {
-        return refuse(&sock, &ApiError::bad_request("Sec-WebSocket-Key: required for a websocket upgrade"));
+    let checked = (|| {
+        let req = parse_head(&head).ok_or_else(|| ApiError::bad_request("malformed HTTP request"))?;
+        let acc = authorize(ctx, &req)?;
+        let is_ws = req.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+        let ws_key = req.header("sec-websocket-key").map(str::to_string);
+        if is_ws && ws_key.is_none() {
+            return Err(ApiError::bad_request("Sec-WebSocket-Key: required for a websocket upgrade"));
+        }
+        let slot = hub.reserve(acc.app_id).map_err(|m| ApiError::new(429, m))?;
+        let transport = if is_ws { Transport::Ws } else { Transport::Chunked };
+        Ok(Handshake { req, acc, rest, transport, ws_key, slot })
+    })();
+    match checked {
+        Ok(h) => {
+            // An authorized stream now: bounded by the per-app and total
+            // caps, no longer by the caps on strangers.
+            ticket.settle();
+            Some(h)
+        }
+        Err(e) => {
+            refuse(sock, &e);
+            None
+        }
     }
-    let slot = match hub.reserve(acc.app_id) {
-        Ok(s) => s,
-        Err(m) => return refuse(&sock, &ApiError::new(429, m)),
-    };
-    // An authorized stream now: bounded by the per-app and total caps, no
-    // longer by the caps on strangers.
-    ticket.settle();
-    let transport = if is_ws { Transport::Ws } else { Transport::Chunked };
-    let opts = Opts::from_req(&req);
-    let connection_id = base64url(&random_bytes(24));
-    let hello = json!({
-        "meta": {
-            "stream": model::stream(&acc.stream, &ctx.stream_endpoint)
-                .as_object()
-                .map(|o| {
-                    let mut o = o.clone();
-                    o.remove("type");
-                    serde_json::Value::Object(o)
-                })
-                .unwrap_or_default(),
-            "connection_id": connection_id,
-        }
-    });
+}
+
+/// The answer that opens the stream (the 101 upgrade or the chunked 200)
+/// and the connection message.
+fn opening(h: &Handshake, ctx: &Ctx) -> Vec<u8> {
+    let mut stream = model::stream(&h.acc.stream, &ctx.stream_endpoint);
+    if let Some(o) = stream.as_object_mut() {
+        o.remove("type");
+    }
+    let hello = json!({"meta": {"stream": stream, "connection_id": base64url(&random_bytes(24))}});
     let hello = serde_json::to_vec(&hello).unwrap_or_default();
-    let mut out = match (&ws_key, transport) {
+    let mut out = match (&h.ws_key, h.transport) {
         (Some(k), Transport::Ws) => format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
             tungstenite::handshake::derive_accept_key(k.as_bytes())
@@ -416,23 +435,42 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reac
         .into_bytes(),
         _ => b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n".to_vec(),
     };
-    out.extend_from_slice(&wire::frame(transport, &hello));
-    let _ = sock.set_read_timeout(None);
-    let _ = sock.set_write_timeout(None);
-    let outlet = Outlet::new(sock, cc.backlog, slot);
-    let _watch = match reactor.watch(outlet.id, outlet.socket()) {
-        Ok(w) => w,
-        Err(e) => return log::warn!("cannot watch a stream connection: {e}"),
-    };
-    // Join the hub first (the outlet holds whatever the hub hands over),
-    // then check again: a stream deleted, changed or a token revoked between
-    // the first check and the join must not leave this connection behind.
-    let mut acc = acc;
-    let mut tries = 0;
-    hub.register(acc.stream.id, &outlet);
-    loop {
-        hub.join(Sub {
-            outlet: outlet.clone(),
+    out.extend_from_slice(&wire::frame(h.transport, &hello));
+    out
+}
+
+/// A connection registered with the hub for a stream: on drop (whatever
+/// way `serve` ends) it leaves the hub and gives back its place.
+struct Joined<'a> {
+    hub: &'a Hub,
+    outlet: Arc<Outlet>,
+    stream_id: i64,
+}
+
+impl Drop for Joined<'_> {
+    fn drop(&mut self) {
+        self.outlet.release_slot();
+        self.hub.leave(self.outlet.id);
+        self.hub.unregister(self.stream_id, &self.outlet);
+    }
+}
+
+/// Joins the hub (the outlet holds whatever the hub hands over), then
+/// checks again: a stream deleted, changed or a token revoked between the
+/// first check and the join must not leave this connection behind. Returns
+/// the stream as it is once joined.
+fn join(
+    ctx: &Ctx,
+    j: &Joined,
+    req: &Req,
+    mut acc: Accepted,
+    opts: Opts,
+    transport: Transport,
+) -> ApiResult<Accepted> {
+    j.hub.register(acc.stream.id, &j.outlet);
+    for _ in 0..5 {
+        j.hub.join(Sub {
+            outlet: j.outlet.clone(),
             app_id: acc.app_id,
             stream_id: acc.stream.id,
             token_id: acc.token_id,
@@ -442,37 +480,48 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reac
             filter_id: acc.stream.filter_id,
             filter: acc.filter.clone(),
         });
-        let again = match authorize(ctx, &req) {
-            Ok(a) => a,
-            Err(e) => {
-                hub.leave(outlet.id);
-                hub.unregister(acc.stream.id, &outlet);
-                outlet.release_slot();
-                return refuse(outlet.socket(), &e);
-            }
-        };
+        let again = authorize(ctx, req)?;
         let same = again.stream.object_types == acc.stream.object_types
             && again.stream.filter_id == acc.stream.filter_id;
         acc = again;
-        tries += 1;
-        if same || tries >= 5 {
+        if same {
             break;
         }
-        hub.leave(outlet.id);
+        j.hub.leave(j.outlet.id);
     }
+    Ok(acc)
+}
+
+fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reactor, ticket: &mut Ticket) {
+    let _ = sock.set_nodelay(true);
+    let _ = rustix::net::sockopt::set_socket_send_buffer_size(&sock, SEND_BUFFER);
+    let _ = sock.set_write_timeout(Some(cc.head_timeout));
+    let Some(h) = handshake(&mut sock, ctx, hub, cc, ticket) else { return };
+    let out = opening(&h, ctx);
+    let Handshake { req, acc, rest, transport, slot, .. } = h;
+    let opts = Opts::from_req(&req);
+    let _ = sock.set_read_timeout(None);
+    let _ = sock.set_write_timeout(None);
+    let outlet = Outlet::new(sock, cc.backlog, slot);
+    let _watch = match reactor.watch(outlet.id, outlet.socket()) {
+        Ok(w) => w,
+        Err(e) => return log::warn!("cannot watch a stream connection: {e}"),
+    };
+    let joined = Joined { hub, outlet: outlet.clone(), stream_id: acc.stream.id };
+    let acc = match join(ctx, &joined, &req, acc, opts, transport) {
+        Ok(a) => a,
+        Err(e) => {
+            drop(joined);
+            return refuse(outlet.socket(), &e);
+        }
+    };
     // Where the log ends before the client can see this connection. `?purge=1`
     // skips what was queued up to here, and a `?position` past the end is
     // clamped to it. (Read later, at the first replay round, it also covered
     // events made after the client had the connection message.)
     let end_at_hello = match ctx.db.last_seq() {
         Ok(s) => s.max(hub.last_seq().load(std::sync::atomic::Ordering::SeqCst)),
-        Err(e) => {
-            log::error!("connection {}: cannot read the log's end: {}", outlet.id, e.message);
-            outlet.release_slot();
-            hub.leave(outlet.id);
-            hub.unregister(acc.stream.id, &outlet);
-            return;
-        }
+        Err(e) => return log::error!("connection {}: cannot read the log's end: {}", outlet.id, e.message),
     };
     let purge_at = req.flag("purge", false).then_some(end_at_hello);
     // Marked before the client hears anything, so a crash from here on
@@ -484,8 +533,6 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reac
         }
     }
     if !outlet.send(out, 0) {
-        hub.leave(outlet.id);
-        hub.unregister(acc.stream.id, &outlet);
         return;
     }
     log::info!(
@@ -498,30 +545,29 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reac
     let mut replay =
         match start_replay(ctx, hub, &req, &acc, &outlet, opts, transport, cc, purge_at, end_at_hello) {
             Ok(r) => r,
-            Err(e) => {
-                log::error!("connection {}: cannot prepare replay: {}", outlet.id, e.message);
-                outlet.release_slot();
-                hub.leave(outlet.id);
-                hub.unregister(acc.stream.id, &outlet);
-                return;
-            }
+            Err(e) => return log::error!("connection {}: cannot prepare replay: {}", outlet.id, e.message),
         };
     let end = match transport {
         Transport::Ws => conn::run_ws(rest, &outlet, cc, &mut replay),
         Transport::Chunked => conn::run_chunked(&outlet, cc, &mut replay),
     };
     outlet.finish();
-    outlet.release_slot();
-    hub.leave(outlet.id);
     let sent = outlet.sent_seq();
-    hub.unregister(acc.stream.id, &outlet);
+    drop(joined);
+    save_cursor(ctx, &req, &acc, &outlet, sent);
+    log::info!("stream connection {} closed: {end}", outlet.id);
+}
+
+/// After the connection: the stream's cursor, and the stream itself gone
+/// if the connection asked for `auto_delete` (unless the server is
+/// shutting down: the stream is then deleted at the next start).
+fn save_cursor(ctx: &Ctx, req: &Req, acc: &Accepted, outlet: &Outlet, sent: i64) {
     let server_shutdown = outlet.closed_by_server().as_deref() == Some("shutdown");
     let auto_delete = req.flag("auto_delete", false) && !server_shutdown;
     let r = ctx.db.write(|tx| {
         streams::advance(tx, acc.stream.id, sent, 0)?;
         if auto_delete && streams::by_id(tx, acc.stream.id)?.is_some() {
-            streams::delete(tx, acc.stream.id)?;
-            tx.signal(crate::event::Signal::StreamDeleted { stream_id: acc.stream.id })?;
+            streams::delete_live(tx, acc.stream.id)?;
         }
         Ok(())
     });
@@ -530,5 +576,4 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reac
     } else if auto_delete {
         log::info!("stream '{}' deleted with its auto_delete connection", acc.stream.key);
     }
-    log::info!("stream connection {} closed: {end}", outlet.id);
 }
