@@ -221,6 +221,7 @@ impl Admission {
         Ok(Ticket { adm: self.clone(), pending: Some(key) })
     }
 
+    #[cfg(test)]
     /// Connections open now.
     pub fn live(&self) -> usize {
         self.live.load(Ordering::SeqCst)

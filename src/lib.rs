@@ -5,28 +5,28 @@
 // One `unsafe` block, in `storage::writer::submit`, allowed there alone.
 #![deny(unsafe_code)]
 
-pub mod admission;
+mod admission;
 pub mod api;
 pub mod auth;
 pub mod config;
-pub mod ctx;
-pub mod delivery;
+mod ctx;
+mod delivery;
 pub mod error;
-pub mod event;
-pub mod filter;
-pub mod http;
-pub mod hub;
-pub mod jobs;
-pub mod login;
-pub mod model;
+mod event;
+mod filter;
+mod http;
+mod hub;
+mod jobs;
+mod login;
+mod model;
 #[cfg(test)]
 mod proptests;
-pub mod ratelimit;
-pub mod retention;
+mod ratelimit;
+mod retention;
 pub mod server;
 pub mod storage;
-pub mod text;
-pub mod thread;
-pub mod transport;
+mod text;
+mod thread;
+mod transport;
 pub mod util;
-pub mod wire;
+mod wire;

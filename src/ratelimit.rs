@@ -91,6 +91,7 @@ impl RateLimiter {
         self.count(key, now, 1)
     }
 
+    #[cfg(test)]
     /// The verdict for `key` without counting anything.
     pub fn peek(&self, key: Key, now: Instant) -> Option<Verdict> {
         self.count(key, now, 0)
@@ -135,6 +136,7 @@ impl RateLimiter {
         (index, self.window.saturating_sub(into).as_secs().max(1))
     }
 
+    #[cfg(test)]
     /// How many keys the current window holds (for tests and stats).
     pub fn keys(&self) -> usize {
         self.state.lock().map(|w| w.counts.len()).unwrap_or(0)
