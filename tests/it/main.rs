@@ -1,16 +1,21 @@
 //! The one integration-test binary: every module drives the real `spout`
-//! executable through its HTTP and stream listeners.
+//! executable through its HTTP and stream listeners. One module per
+//! feature; `common` starts servers and talks to them, `world` is the
+//! setting most stream tests share.
 
+mod auth;
 mod authz;
 mod bench_smoke;
 mod channels;
 mod common;
-mod durable;
-mod foundation;
-mod guard;
-mod hostile;
+mod delivery;
+mod filters;
 mod listeners;
-mod live;
 mod ops;
 mod posts;
+mod rate_limits;
+mod replay;
+mod retention;
+mod robustness;
 mod streams;
+mod world;

@@ -1,4 +1,4 @@
-//! Foundation: OAuth grants, tokens, users and the error conventions.
+//! Auth and users: OAuth grants, tokens, users and the error conventions.
 
 use crate::common::*;
 use serde_json::json;
