@@ -122,6 +122,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_route_hides_another() {
+        // Every route, asked for with a path it was written for (`{}` as
+        // an id), is reached: no earlier route of the same method takes it.
+        let tables: [&[Route]; 3] = [ROUTES, posts::ROUTES, channels::ROUTES];
+        let all: Vec<&Route> = tables.into_iter().flatten().collect();
+        for (i, (method, pattern, _)) in all.iter().enumerate() {
+            let path = pattern.replace("{}", "123");
+            let first = all.iter().position(|(m, p, _)| m == method && matches(p, &path).is_some());
+            assert_eq!(first, Some(i), "{method} {pattern} is hidden by {:?}", first.map(|f| all[f].1));
+        }
+    }
+
+    #[test]
     fn pattern_matching() {
         assert_eq!(matches("/v1/users/{}", "/v1/users/12"), Some(vec!["12"]));
         assert_eq!(matches("/v1/users/{}", "/v1/users/"), None);
