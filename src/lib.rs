@@ -22,6 +22,7 @@ mod model;
 #[cfg(test)]
 mod proptests;
 mod ratelimit;
+mod render;
 mod retention;
 pub mod server;
 pub mod storage;

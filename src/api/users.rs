@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 /// The full user object (raw, html, counts all included; callers prune).
 /// `viewer` adds the relationship flags.
 pub fn user_value(c: &Connection, api_url: &str, u: &UserRow, viewer: Option<i64>) -> ApiResult<Value> {
-    let mut v = crate::storage::channels::user_json(c, api_url, u)?;
+    let mut v = crate::render::user_json(c, api_url, u)?;
     match viewer {
         Some(me) if me == u.id => as_own_profile(&mut v),
         Some(me) => {

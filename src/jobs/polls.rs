@@ -5,7 +5,8 @@
 //! (`Waker`).
 
 use crate::error::ApiResult;
-use crate::storage::channels::{due_polls, emit_poll_end, next_close, PollRow};
+use crate::render::emit_poll_end;
+use crate::storage::channels::{due_polls, next_close, PollRow};
 use crate::storage::{Cached, Db};
 use crate::util::now;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -6,9 +6,12 @@
 pub mod apps;
 pub mod channels;
 pub mod events;
+pub mod files;
 pub mod filters;
+pub mod messages;
 pub mod migrations;
 mod page;
+pub mod polls;
 pub mod posts;
 pub mod streams;
 pub mod users;

@@ -40,8 +40,8 @@ fn file_value(c: &Connection, api_url: &str, f: &FileRow, owner_view: bool) -> A
         "created_at": iso8601(f.created_at),
         "is_complete": f.size.is_some(),
         "is_public": f.is_public,
-        "user": store::user_json_by_id(c, api_url, f.user_id)?,
-        "source": store::source_json(c, f.app_id)?,
+        "user": crate::render::user_json_by_id(c, api_url, f.user_id)?,
+        "source": crate::render::source_json(c, f.app_id)?,
         "raw": f.raw,
     });
     if let Some(size) = f.size {

@@ -321,7 +321,7 @@ pub fn channel_value(
         "raw": raw_value(c, &ch.raw),
     });
     if let Some(owner) = ch.owner_id {
-        v["user"] = store::user_json_by_id(c, api_url, owner)?;
+        v["user"] = crate::render::user_json_by_id(c, api_url, owner)?;
     }
     if !ch.is_active {
         v["is_active"] = json!(false);
@@ -388,7 +388,7 @@ pub fn emit_subscription(
     deleted: bool,
 ) -> ApiResult<()> {
     let data = json!({
-        "user": store::user_json_by_id(tx, api_url, uid)?,
+        "user": crate::render::user_json_by_id(tx, api_url, uid)?,
         "channel": channel_value(tx, api_url, ch, None)?,
     });
     let mut meta = json!({"timestamp": now(), "id": ch.id.to_string(), "type": "channel_subscription"});

@@ -79,7 +79,7 @@ fn may_see(c: &Connection, p: &PollRow, uid: i64, req: &Req) -> ApiResult<bool> 
 }
 
 fn value(c: &Connection, ctx: &Ctx, p: &PollRow, uid: i64, opts: &Opts) -> ApiResult<Value> {
-    let mut v = store::poll_json(c, &ctx.api_url, p, Some(uid), p.user_id == uid)?;
+    let mut v = crate::render::poll_json(c, &ctx.api_url, p, Some(uid), p.user_id == uid)?;
     prune(&mut v, Kind::Poll, opts);
     Ok(v)
 }
@@ -166,7 +166,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
                 closed_at,
             },
         )?;
-        store::emit_poll(tx, &ctx.api_url, &p, uid, json!({}))?;
+        crate::render::emit_poll(tx, &ctx.api_url, &p, uid, json!({}))?;
         value(tx, ctx, &p, uid, &Opts::from_req(req))
     })?;
     ctx.polls.wake();
@@ -261,7 +261,7 @@ fn answer(ctx: &Ctx, req: &Req, raw_id: &str, positions: Vec<i64>) -> ApiResult<
             return Err(ApiError::bad_request(format!("positions: at most {} choice(s)", p.max_options)));
         }
         if store::set_poll_response(tx, p.id, uid, &seen)? {
-            store::emit_poll(tx, &ctx.api_url, &p, uid, json!({}))?;
+            crate::render::emit_poll(tx, &ctx.api_url, &p, uid, json!({}))?;
         }
         value(tx, ctx, &p, uid, &Opts::from_req(req))
     })?;
@@ -312,13 +312,13 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
         let gone = PollRow { is_deleted: true, ..poll };
         // Deletion is final (issue 16): the poll's earlier events now
         // carry it as deleted, in this transaction.
-        let shown = store::poll_json(tx, &ctx.api_url, &gone, None, false)?;
+        let shown = crate::render::poll_json(tx, &ctx.api_url, &gone, None, false)?;
         events::rewrite(tx, ObjType::Poll, gone.id, i64::MAX, |env| {
             if let Some(slot) = env.pointer_mut("/data/poll") {
                 *slot = shown.clone();
             }
         })?;
-        store::emit_poll_end(tx, &ctx.api_url, &gone, uid, "is_deleted")?;
+        crate::render::emit_poll_end(tx, &ctx.api_url, &gone, uid, "is_deleted")?;
         value(tx, ctx, &gone, uid, &Opts::from_req(req))
     })?;
     Ok(Resp::ok(v))
