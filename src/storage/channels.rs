@@ -1,7 +1,6 @@
-//! Channels, ACLs, subscriptions, mutes, messages, markers, channel
-//! presence, files and polls: rows and all their SQL. Also the poll closer
-//! (a thread that closes polls at `closed_at`, exactly once, emitting the
-//! close event in the same transaction), and the poll rendering it needs.
+//! Channels, ACLs, subscriptions, mutes, markers and channel presence:
+//! rows and their SQL. Messages, files and polls have their own modules,
+//! re-exported here for the channel handlers.
 
 pub use super::files::*;
 pub use super::messages::*;
