@@ -1,0 +1,159 @@
+//! Channels: create, read, update, deactivate, and one's own.
+
+use super::*;
+use crate::error::{ApiError, ApiResult};
+use crate::event::Audience;
+use crate::http::{Req, Resp};
+use crate::storage::channels::{self as store, Acl};
+use serde_json::Value;
+
+pub fn create_channel(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let me = writer(ctx, req)?;
+    let uid = me.id;
+    let body = req.params()?;
+    let kind = crate::http::str_field(&body, "type")?.unwrap_or("");
+    check_type(kind)?;
+    me.require(kind)?;
+    if kind == PM {
+        return Err(ApiError::bad_request(
+            "type: io.pnut.core.pm channels are created by POST /v1/channels/pm/messages",
+        ));
+    }
+    let raw = new_raw(&body)?;
+    check_chat_raw(kind, &raw)?;
+    let v = ctx.db.write(|tx| {
+        let acl = match body.get("acl") {
+            None | Some(Value::Null) => Acl::default(),
+            Some(a) => apply_acl(tx, &Acl::default(), a, true, Some(uid), true)?,
+        };
+        let ch = store::insert_channel(tx, kind, Some(uid), &acl, &raw, None)?;
+        emit_channel(tx, &ctx.api_url, &ch, ch.audience())?;
+        // The creator is subscribed to a new channel.
+        subscribe_user(tx, &ctx.api_url, &ch, uid)?;
+        channel_value(tx, &ctx.api_url, &ch, Some(uid))
+    })?;
+    Ok(Resp::data(201, rendered(v, &channel_opts(req, false))))
+}
+
+pub fn get_channel(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let caller = reader(ctx, req)?;
+    let v = ctx.db.read(|c| {
+        let ch = readable_channel(c, p[0], &caller)?;
+        channel_value(c, &ctx.api_url, &ch, caller.user())
+    })?;
+    Ok(Resp::ok(rendered(v, &channel_opts(req, false))))
+}
+
+pub fn get_channels(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let caller = reader(ctx, req)?;
+    let ids = id_list(req, 200)?;
+    let opts = channel_opts(req, true);
+    let list = ctx.db.read(|c| {
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(ch) = store::channel(c, id)?.filter(|ch| caller.can_read(ch)) {
+                out.push(rendered(channel_value(c, &ctx.api_url, &ch, caller.user())?, &opts));
+            }
+        }
+        Ok(out)
+    })?;
+    Ok(Resp::ok(Value::Array(list)))
+}
+
+/// Owner or full access: `acl` (owner for `full`) and `raw`.
+pub fn update_channel(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let me = writer(ctx, req)?;
+    let uid = me.id;
+    let body = req.params()?;
+    let v = ctx.db.write(|tx| {
+        let mut ch = me.channel(tx, p[0])?;
+        if !ch.can_full(Some(uid)) {
+            return Err(ApiError::forbidden(
+                "Only the owner or users with full access may edit this channel",
+            ));
+        }
+        if !ch.is_active {
+            return Err(ApiError::forbidden("This channel is inactive"));
+        }
+        let before = ch.audience();
+        if let Some(a) = body.get("acl").filter(|a| !a.is_null()) {
+            ch.acl = apply_acl(tx, &ch.acl, a, false, ch.owner_id, ch.owner_id == Some(uid))?;
+        }
+        if let Some(r) = body.get("raw").filter(|r| !r.is_null()) {
+            ch.raw = merge_raw(&ch.raw, r)?;
+            check_chat_raw(&ch.kind, &ch.raw)?;
+        }
+        store::save_channel(tx, &ch)?;
+        // Users who lost access still hear about the change that removed them.
+        let audience = match (before, ch.audience()) {
+            (
+                Audience::Channel { channel_type, users: Some(mut a) },
+                Audience::Channel { users: Some(b), .. },
+            ) => {
+                for u in b {
+                    if !a.contains(&u) {
+                        a.push(u);
+                    }
+                }
+                Audience::Channel { channel_type, users: Some(a) }
+            }
+            (before @ Audience::Channel { users: None, .. }, _) => before,
+            (_, after) => after,
+        };
+        emit_channel(tx, &ctx.api_url, &ch, audience)?;
+        // A subscriber who may no longer read the channel is unsubscribed
+        // (their apps get the subscription's end), so it leaves their inbox,
+        // recent message and unread counts at once.
+        for u in store::subscriber_ids(tx, ch.id)? {
+            if !ch.can_read(Some(u)) {
+                unsubscribe_user(tx, &ctx.api_url, &ch, u)?;
+            }
+        }
+        channel_value(tx, &ctx.api_url, &ch, Some(uid))
+    })?;
+    Ok(Resp::ok(rendered(v, &channel_opts(req, false))))
+}
+
+/// Owner only, not PMs: irreversible; drops subscriptions, keeps messages.
+pub fn deactivate_channel(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let me = writer(ctx, req)?;
+    let uid = me.id;
+    let v = ctx.db.write(|tx| {
+        let mut ch = me.channel(tx, p[0])?;
+        if ch.kind == PM {
+            return Err(ApiError::forbidden("PM channels cannot be deactivated"));
+        }
+        if ch.owner_id != Some(uid) {
+            return Err(ApiError::forbidden("Only the channel owner may deactivate it"));
+        }
+        if ch.is_active {
+            ch.is_active = false;
+            store::save_channel(tx, &ch)?;
+            for u in store::drop_subscriptions(tx, ch.id)? {
+                store::delete_marker(tx, u, &format!("channel:{}", ch.id))?;
+                emit_subscription(tx, &ctx.api_url, &ch, u, true)?;
+            }
+            emit_channel(tx, &ctx.api_url, &ch, ch.audience())?;
+        }
+        channel_value(tx, &ctx.api_url, &ch, Some(uid))
+    })?;
+    Ok(Resp::ok(rendered(v, &channel_opts(req, false))))
+}
+
+pub fn my_channels(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let me = writer(ctx, req)?;
+    let uid = me.id;
+    let pg = page(req)?;
+    let opts = channel_opts(req, true);
+    let (list, keys, more) = ctx.db.read(|c| {
+        let (rows, more) = store::owned_channels(c, uid, &pg, req.flag("include_inactive", false))?;
+        let mut out = Vec::new();
+        // A channel of a type the token does not cover is left out of the
+        // page (which may then be short).
+        for ch in rows.iter().filter(|ch| me.covers(&ch.kind)) {
+            out.push(rendered(channel_value(c, &ctx.api_url, ch, Some(uid))?, &opts));
+        }
+        Ok((out, rows.iter().map(|r| r.id).collect::<Vec<_>>(), more))
+    })?;
+    Ok(Resp::with_meta(200, page_meta(&keys, more), Value::Array(list)))
+}
