@@ -1,0 +1,161 @@
+//! Reading posts: one, many, the streams, tags, threads, revisions and a
+//! user's posts, mentions and bookmarks.
+
+use super::*;
+use crate::auth;
+use crate::error::{ApiError, ApiResult};
+use crate::http::params::page;
+use crate::http::{Req, Resp};
+use crate::storage::posts::{self as store, Listed, PostList, PostRow};
+use crate::storage::Page;
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+pub fn get_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let id = parse_id("post_id", p[0])?;
+    let view = View::optional(ctx, req)?;
+    let v = ctx.db.read(|c| {
+        let row = get_post(c, id)?;
+        if row.is_deleted && !view.include_deleted {
+            return Err(ApiError::not_found(format!("Post not found: {id} was deleted")));
+        }
+        view.render(c, &ctx.api_url, &row)
+    })?;
+    Ok(Resp::ok(v))
+}
+
+pub fn get_many(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let view = View::optional(ctx, req)?;
+    let ids = crate::http::params::id_list(req, 200, "comma-separated post ids")?;
+    let list = ctx.db.read(|c| {
+        let mut out = Vec::new();
+        for id in ids {
+            match get_post(c, id) {
+                Ok(row) if row.is_deleted && !view.include_deleted => {}
+                Ok(row) => out.push(view.render(c, &ctx.api_url, &row)?),
+                Err(e) if e.status == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    })?;
+    Ok(Resp::ok(Value::Array(list)))
+}
+
+/// Renders a page of posts with `pagination_id` and the page meta.
+pub(super) fn post_list(
+    ctx: &Ctx,
+    view: &View,
+    req: &Req,
+    f: impl FnOnce(&Connection, &Page) -> ApiResult<Listed>,
+) -> ApiResult<Resp> {
+    let pr = page(req)?;
+    let (meta, list) = ctx.db.read(|c| {
+        let page = f(c, &pr)?;
+        let mut out = Vec::new();
+        for it in &page.items {
+            let Some(row) = store::by_id(c, it.oid)? else { continue };
+            let mut v = view.render(c, &ctx.api_url, &row)?;
+            v["pagination_id"] = json!(it.pid.to_string());
+            out.push(v);
+        }
+        Ok((page_meta(&page), out))
+    })?;
+    Ok(Resp::with_meta(200, meta, Value::Array(list)))
+}
+
+pub(super) fn list_of(ctx: &Ctx, req: &Req, view: &View, list: PostList, hide: bool) -> ApiResult<Resp> {
+    let hide = store::Hide {
+        for_viewer: if hide { view.viewer } else { None },
+        include_muted: req.flag("include_muted", false),
+        include_deleted: view.include_deleted,
+    };
+    post_list(ctx, view, req, |c, pr| Ok(store::post_page(c, &list, hide, pr)?))
+}
+
+pub fn stream_global(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let view = View::optional(ctx, req)?;
+    list_of(ctx, req, &view, PostList::Global, true)
+}
+
+pub fn stream_me(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let (_, uid) = auth::user(&ctx.db, req, Some("stream"))?;
+    list_of(ctx, req, &View::new(req, Some(uid)), PostList::Personal(uid), true)
+}
+
+pub fn stream_unified(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let (_, uid) = auth::user(&ctx.db, req, Some("stream"))?;
+    list_of(ctx, req, &View::new(req, Some(uid)), PostList::Unified(uid), true)
+}
+
+pub fn tagged(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let tag = norm_tag(crate::util::url_decode(p[0]).trim_start_matches('#'));
+    if tag.is_empty() {
+        return Err(ApiError::bad_request("tag: must not be empty"));
+    }
+    let view = View::optional(ctx, req)?;
+    list_of(ctx, req, &view, PostList::Tag(tag), true)
+}
+
+pub fn thread(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let id = parse_id("post_id", p[0])?;
+    let view = View::optional(ctx, req)?;
+    let root = ctx.db.read(|c| Ok(get_post(c, id)?.thread_id))?;
+    list_of(ctx, req, &view, PostList::Thread(root), false)
+}
+
+pub fn revisions(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let id = parse_id("post_id", p[0])?;
+    let view = View::optional(ctx, req)?;
+    let list = ctx.db.read(|c| {
+        let row = get_post(c, id)?;
+        let mut out = Vec::new();
+        for (rev, content, nsfw) in store::revisions(c, id)? {
+            let old = PostRow { content, is_nsfw: nsfw, revision: 0, ..row.clone() };
+            let mut v = view.render(c, &ctx.api_url, &old)?;
+            v["revision"] = json!(rev);
+            out.push(v);
+        }
+        Ok(out)
+    })?;
+    Ok(Resp::ok(Value::Array(list)))
+}
+
+pub(super) fn user_id_of(ctx: &Ctx, ident: &str, viewer: Option<i64>) -> ApiResult<i64> {
+    ctx.db.read(|c| Ok(find_user(c, ident, viewer)?.id))
+}
+
+pub fn user_posts(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let view = View::optional(ctx, req)?;
+    let uid = user_id_of(ctx, p[0], view.viewer)?;
+    list_of(ctx, req, &view, PostList::ByUser(uid), false)
+}
+
+pub fn user_mentions(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let view = View::optional(ctx, req)?;
+    let uid = user_id_of(ctx, p[0], view.viewer)?;
+    list_of(ctx, req, &view, PostList::Mentions(uid), false)
+}
+
+/// A user's bookmarks, paged by bookmark; `note` on one's own list only.
+pub fn user_bookmarks(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let (_, me) = auth::user(&ctx.db, req, None)?;
+    let view = View::new(req, Some(me));
+    let uid = user_id_of(ctx, p[0], Some(me))?;
+    let pr = page(req)?;
+    let (meta, list) = ctx.db.read(|c| {
+        let page = store::bookmark_page(c, uid, view.include_deleted, &pr)?;
+        let mut out = Vec::new();
+        for it in &page.items {
+            let Some(row) = store::by_id(c, it.oid)? else { continue };
+            let mut v = view.render(c, &ctx.api_url, &row)?;
+            v["pagination_id"] = json!(it.pid.to_string());
+            if let (true, Some(n)) = (uid == me, &it.extra) {
+                v["note"] = json!(n);
+            }
+            out.push(v);
+        }
+        Ok((page_meta(&page), out))
+    })?;
+    Ok(Resp::with_meta(200, meta, Value::Array(list)))
+}
