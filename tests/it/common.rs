@@ -420,3 +420,22 @@ impl Server {
         self.kill()
     }
 }
+
+/// A websocket client whose socket has a tiny receive buffer.
+pub fn small_buffer_ws(addr: &str, query: &str) -> Ws {
+    use rustix::net::{connect, socket, sockopt, AddressFamily, SocketType};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    sockopt::set_socket_recv_buffer_size(&fd, 4096).unwrap();
+    let sa: std::net::SocketAddr = addr.parse().unwrap();
+    connect(&fd, &sa).unwrap();
+    let s = std::net::TcpStream::from(fd);
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let (ws, _) = tungstenite::client::client(
+        format!("ws://{addr}/v1/app?{query}"),
+        tungstenite::stream::MaybeTlsStream::Plain(s),
+    )
+    .expect("handshake");
+    let mut ws = Ws(ws);
+    ws.set_timeout(DEADLINE);
+    ws
+}
