@@ -11,8 +11,8 @@ use crate::filter::Filter;
 use crate::http::{Req, Resp};
 use crate::model::{prune, Kind, Opts};
 use crate::storage::filters::{self, FilterRow};
+use crate::storage::Connection;
 use crate::storage::{users, Tx};
-use rusqlite::Connection;
 use serde_json::{json, Value};
 use std::sync::Arc;
 

@@ -8,8 +8,8 @@ use crate::event::{types_to_bits, ObjType, Signal};
 use crate::filter::Filter;
 use crate::http::{Req, Resp};
 use crate::model;
+use crate::storage::Connection;
 use crate::storage::{apps, filters, streams, Principal, StreamRow};
-use rusqlite::Connection;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 

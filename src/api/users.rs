@@ -7,9 +7,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::event::{Audience, NewEvent, ObjType};
 use crate::http::{Req, Resp};
 use crate::model::{self, prune, Kind, Opts, Relation};
+use crate::storage::Connection;
 use crate::storage::{users, UserRow};
 use crate::util::now;
-use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 /// The full user object (raw, html, counts all included; callers prune).

@@ -5,9 +5,9 @@ use crate::error::ApiResult;
 use crate::event::{NewEvent, ObjType};
 use crate::storage::channels::poll_respondents;
 use crate::storage::channels::{poll_audience, poll_responses, suppressed, PollRow};
+use crate::storage::Connection;
 use crate::storage::Tx;
 use crate::util::{iso8601, now};
-use rusqlite::Connection;
 use serde_json::{json, Value};
 
 /// The full poll object (raw, user, results included); `viewer` adds

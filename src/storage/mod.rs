@@ -21,6 +21,9 @@ mod writer;
 pub use apps::{App, AuthRow, Principal};
 pub(crate) use page::trim_page;
 pub use page::Page;
+/// The connection type handlers read through (`Db::read`): only storage
+/// depends on rusqlite itself.
+pub use rusqlite::Connection;
 pub use streams::StreamRow;
 pub use users::UserRow;
 pub use wal::WAL_RESTART_BYTES;
@@ -30,7 +33,7 @@ use writer::{Job, Writer};
 use crate::error::{ApiError, ApiResult};
 use crate::event::{Event, NewEvent, Outbox, Signal};
 use crossbeam_channel::{unbounded, Sender};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::OpenFlags;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,7 +3,7 @@
 use super::*;
 use crate::error::{ApiError, ApiResult};
 use crate::storage::channels::{self as store, Acl, Group};
-use rusqlite::Connection;
+use crate::storage::Connection;
 use serde_json::Value;
 
 pub(super) const GROUPS: [&str; 3] = ["full", "write", "read"];

@@ -14,9 +14,9 @@ use crate::http::multipart;
 use crate::http::{Req, Resp};
 use crate::model::{prune, Kind, Opts};
 use crate::storage::channels::{self as store, FileRow, NewFile};
+use crate::storage::Connection;
 use crate::storage::{events, Tx};
 use crate::util::{iso8601, now};
-use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 

@@ -12,9 +12,9 @@ use crate::event::{Event, NewEvent, ObjType};
 use crate::http::{Req, Resp};
 use crate::model::{prune, Kind, Opts};
 use crate::storage::channels::{self as store, Acl, ChannelRow, Group, MessageRow, NewMessage};
+use crate::storage::Connection;
 use crate::storage::{events, Tx};
 use crate::util::{iso8601, now};
-use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 

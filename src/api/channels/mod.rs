@@ -27,10 +27,10 @@ pub use crate::http::params::{page, page_meta};
 use crate::http::Req;
 use crate::model::{prune, Kind, Opts};
 use crate::storage::channels::{self as store, ChannelRow, Group};
+use crate::storage::Connection;
 use crate::storage::Page;
 use crate::storage::{apps, Tx};
 use crate::util::{iso8601, now};
-use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 /// Routes of this module (tried after the posts table). Literal paths

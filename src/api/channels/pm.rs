@@ -4,7 +4,7 @@ use super::*;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Req, Resp};
 use crate::storage::channels::{self as store};
-use rusqlite::Connection;
+use crate::storage::Connection;
 use serde_json::{json, Value};
 
 /// The PM key for a set of participants: sorted ids, comma-joined.

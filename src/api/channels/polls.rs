@@ -12,8 +12,8 @@ use crate::http::{Req, Resp};
 use crate::model::{prune, Kind, Opts};
 use crate::storage::channels::{self as store, NewPoll, PollRow};
 use crate::storage::events;
+use crate::storage::Connection;
 use crate::util::now;
-use rusqlite::Connection;
 use serde_json::{json, Value};
 
 /// The shortest poll: pnut asks for one minute; spout accepts `closed_at`

@@ -5,7 +5,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{Req, Resp};
 use crate::model::{prune, Kind, Opts};
 use crate::storage::channels::{self as store, ChannelRow};
-use rusqlite::Connection;
+use crate::storage::Connection;
 use serde_json::{json, Map, Value};
 
 pub fn subscribe(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {

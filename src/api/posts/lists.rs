@@ -7,8 +7,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::params::page;
 use crate::http::{Req, Resp};
 use crate::storage::posts::{self as store, Listed, PostList, PostRow};
+use crate::storage::Connection;
 use crate::storage::Page;
-use rusqlite::Connection;
 use serde_json::{json, Value};
 
 pub fn get_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {

@@ -18,9 +18,9 @@ use crate::event::{Audience, Event, NewEvent, ObjType};
 use crate::http::Req;
 use crate::model::{self, prune, Kind, Opts};
 use crate::storage::posts::{self as store, Listed, PostRow};
+use crate::storage::Connection;
 use crate::storage::{apps, users, Tx};
 use crate::util::{iso8601, now};
-use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
