@@ -15,6 +15,21 @@ pub fn parse_id(field: &str, s: &str) -> ApiResult<i64> {
         .ok_or_else(|| ApiError::bad_request(format!("{field}: '{s}' is not a valid id")))
 }
 
+/// A JSON boolean, or a form/query `1`/`0`/`true`/`false` (a string or a
+/// number), naming `field` on anything else; absent or null is `None`.
+pub fn bool_field(m: &Map<String, Value>, field: &str) -> ApiResult<Option<bool>> {
+    match m.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) if s == "1" || s == "true" => Ok(Some(true)),
+        Some(Value::String(s)) if s == "0" || s == "false" => Ok(Some(false)),
+        Some(Value::Number(n)) if n.as_i64() == Some(1) || n.as_i64() == Some(0) => {
+            Ok(Some(n.as_i64() == Some(1)))
+        }
+        Some(_) => Err(ApiError::bad_request(format!("{field}: must be a boolean (true/false or 1/0)"))),
+    }
+}
+
 /// `since_id`, `before_id`, `count`. An id that is not a number is a 400
 /// naming the parameter; `count` is 1..200 or -200..-1, default 20, and an
 /// invalid count is ignored, as pnut does. `special` gives the meaning of a

@@ -23,7 +23,7 @@ use super::{parse_id, Ctx, Route};
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
 use crate::event::{Audience, NewEvent, ObjType};
-pub use crate::http::params::{page, page_meta};
+pub use crate::http::params::{bool_field, page, page_meta};
 use crate::http::Req;
 use crate::model::{prune, Kind, Opts};
 use crate::storage::channels::{self as store, ChannelRow, Group};
@@ -237,20 +237,6 @@ pub fn page_with_marker(req: &Req, marker: Option<&store::MarkerRow>) -> ApiResu
 /// A comma-separated `ids=` list of at most `max` ids.
 pub fn id_list(req: &Req, max: usize) -> ApiResult<Vec<i64>> {
     crate::http::params::id_list(req, max, "comma-separated ids")
-}
-
-/// A JSON boolean or a form/query 0/1/true/false, naming the field on error.
-pub fn bool_field(m: &Map<String, Value>, field: &str) -> ApiResult<Option<bool>> {
-    match m.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(Value::String(s)) if s == "1" || s == "true" => Ok(Some(true)),
-        Some(Value::String(s)) if s == "0" || s == "false" => Ok(Some(false)),
-        Some(Value::Number(n)) if n.as_i64() == Some(1) || n.as_i64() == Some(0) => {
-            Ok(Some(n.as_i64() == Some(1)))
-        }
-        Some(_) => Err(ApiError::bad_request(format!("{field}: must be a boolean"))),
-    }
 }
 
 /// An id given as a JSON number or string.

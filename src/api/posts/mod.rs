@@ -342,19 +342,6 @@ fn live_original(c: &Connection, id: i64) -> ApiResult<PostRow> {
     Ok(p)
 }
 
-fn body_bool(m: &Map<String, Value>, field: &str) -> ApiResult<Option<bool>> {
-    match m.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(Value::Number(n)) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {
-            Ok(Some(n.as_i64() == Some(1)))
-        }
-        Some(Value::String(s)) if matches!(s.as_str(), "1" | "true") => Ok(Some(true)),
-        Some(Value::String(s)) if matches!(s.as_str(), "0" | "false") => Ok(Some(false)),
-        Some(_) => Err(ApiError::bad_request(format!("{field}: must be a boolean (true/false or 1/0)"))),
-    }
-}
-
 fn body_id(m: &Map<String, Value>, field: &str) -> ApiResult<Option<i64>> {
     match m.get(field) {
         None | Some(Value::Null) => Ok(None),

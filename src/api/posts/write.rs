@@ -5,6 +5,7 @@ use super::*;
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
 use crate::event::{Audience, NewEvent, ObjType};
+use crate::http::params::bool_field;
 use crate::http::{Req, Resp};
 use crate::storage::posts::{self as store, NewPost, PostRow};
 use crate::storage::{events, users, Tx};
@@ -16,7 +17,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let body = req.params()?;
     let text = body_text(&body)?;
     let reply_to = body_id(&body, "reply_to")?;
-    let is_nsfw = body_bool(&body, "is_nsfw")?;
+    let is_nsfw = bool_field(&body, "is_nsfw")?;
     let raw = body_raw(&body)?;
     let view = View::new(req, Some(uid));
     let ev = ctx.db.write_content(|tx| {
@@ -66,7 +67,7 @@ pub fn revise(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let (_, uid) = auth::user(&ctx.db, req, Some("write_post"))?;
     let body = req.params()?;
     let text = body_text(&body)?;
-    let is_nsfw = body_bool(&body, "is_nsfw")?;
+    let is_nsfw = bool_field(&body, "is_nsfw")?;
     let view = View::new(req, Some(uid));
     let v = ctx.db.write(|tx| {
         let row = get_post(tx, id)?;
