@@ -7,7 +7,8 @@
 use crate::delivery::wants;
 use crate::error::ApiResult;
 use crate::hub::Hub;
-use crate::storage::{events, streams, Db};
+use crate::storage::EventLog;
+use crate::storage::{streams, Db};
 use crate::util::now;
 
 /// What to do for one stream: the new cursor and how many events it loses.
@@ -24,8 +25,8 @@ pub fn plan(matched: &[(i64, i64)], cursor: i64, cut_time: i64, max_events: usiz
 /// One retention pass. Returns (events dropped from streams, log rows deleted).
 pub fn prune(db: &Db, hub: Option<&Hub>, max_age_secs: i64, max_events: usize) -> ApiResult<(i64, usize)> {
     let cut_time = now() - max_age_secs;
-    let (all, max_seq, cut_seq) =
-        db.read(|c| Ok((streams::all(c)?, events::max_seq(c)?, events::last_seq_before(c, cut_time)?)))?;
+    let all = db.read(|c| Ok(streams::all(c)?))?;
+    let (max_seq, cut_seq) = (db.last_seq()?, db.last_seq_before(cut_time)?);
     let mut dropped_total = 0;
     for s in all {
         // A stream with a live connection is receiving; it has lost nothing.
@@ -67,7 +68,7 @@ pub fn prune(db: &Db, hub: Option<&Hub>, max_age_secs: i64, max_events: usize) -
     let mut deleted = 0;
     if cut_seq > 0 {
         loop {
-            let n = db.write(|tx| Ok(events::delete_upto(tx, cut_seq, 10_000)?))?;
+            let n = db.delete_upto(cut_seq, 10_000)?;
             deleted += n;
             if n < 10_000 {
                 break;

@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::hub::Hub;
 use crate::storage::Db;
+use crate::storage::EventLog;
 use crate::transport;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};

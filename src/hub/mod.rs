@@ -19,6 +19,7 @@ use crate::delivery::{filter_passes, message_channel};
 use crate::event::{Event, Outbox};
 use crate::filter::Filter;
 use crate::model::Opts;
+use crate::storage::EventLog;
 use crate::storage::{apps, streams, Db};
 use crate::wire::Transport;
 use crossbeam_channel::{bounded, Sender};

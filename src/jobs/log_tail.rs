@@ -6,6 +6,7 @@
 //! README (Performance: "WAL upkeep").
 
 use crate::storage::Db;
+use crate::storage::EventLog;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;

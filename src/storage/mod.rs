@@ -5,6 +5,7 @@
 
 pub mod apps;
 pub mod channels;
+mod event_log;
 pub mod events;
 pub mod files;
 pub mod filters;
@@ -19,6 +20,7 @@ mod wal;
 mod writer;
 
 pub use apps::{App, AuthRow, Principal};
+pub use event_log::EventLog;
 pub(crate) use page::trim_page;
 pub use page::Page;
 /// The connection type handlers read through (`Db::read`): only storage
@@ -181,11 +183,6 @@ impl Db {
         })
     }
 
-    /// Installs where committed events go. Only the first call counts.
-    pub fn set_sink(&self, sink: Sink) {
-        let _ = self.sink.set(sink);
-    }
-
     /// Runs `f` on a reader connection.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> ApiResult<T>) -> ApiResult<T> {
         let conn = self.readers.lock().ok().and_then(|mut r| r.pop());
@@ -266,22 +263,6 @@ impl Db {
         f: impl FnOnce(&mut Tx) -> ApiResult<T> + Send,
     ) -> ApiResult<T> {
         writer::submit(&self.jobs, touches_auth, f)
-    }
-
-    /// Publishes events committed by other processes that the hub has not
-    /// seen yet. The server calls this every few seconds.
-    pub fn catch_up(&self) {
-        let _ = self.plain(|w| w.publish(Vec::new()));
-    }
-
-    /// Committed events with `after < seq <= upto`, oldest first (replay).
-    pub fn events_between(&self, after: i64, upto: i64) -> ApiResult<Vec<Event>> {
-        self.read(|c| Ok(events::range(c, after, upto + 1)?))
-    }
-
-    /// The newest event seq.
-    pub fn last_seq(&self) -> ApiResult<i64> {
-        self.read(|c| Ok(events::max_seq(c)?))
     }
 
     /// The schema version (`PRAGMA user_version`).

@@ -8,6 +8,7 @@ use super::ConnCfg;
 use crate::filter::Filter;
 use crate::hub::{render, Close, Flushed, Hub, Outlet, Reply};
 use crate::model::Opts;
+use crate::storage::EventLog;
 use crate::storage::{streams, Db};
 use crate::wire::{self, Transport};
 use rustix::net::{recv, RecvFlags};

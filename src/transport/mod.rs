@@ -14,7 +14,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{Req, Resp};
 use crate::hub::{Hub, Outlet, Sub};
 use crate::model::{self, Opts};
-use crate::storage::{events, streams};
+use crate::storage::streams;
+use crate::storage::EventLog;
 use crate::util::{base64url, random_bytes, LogEvery};
 use crate::wire::{self, Transport};
 use reactor::Reactor;
@@ -306,7 +307,7 @@ fn start_replay(
     end_at_hello: i64,
 ) -> ApiResult<conn::Replay> {
     let position = req.param("position").and_then(|p| p.parse::<i64>().ok()).filter(|p| *p >= 0);
-    let first_seq = ctx.db.read(|c| Ok(events::first_seq(c)?))?;
+    let first_seq = ctx.db.first_seq()?;
     // A position past the end of the log cannot have been delivered (a
     // stale or bogus one): clamp it to where the log ended before the
     // connection message, or it would hide every event up to it, including
