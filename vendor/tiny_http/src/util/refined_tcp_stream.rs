@@ -121,6 +121,8 @@ pub struct RefinedTcpStream {
     close_write: bool,
     // spout patch: the read deadline, on the read half.
     clock: Option<Arc<Clock>>,
+    // spout patch: the read timeout the socket has now (see `read`).
+    armed: Option<Duration>,
 }
 
 impl RefinedTcpStream {
@@ -137,6 +139,7 @@ impl RefinedTcpStream {
             close_read: true,
             close_write: false,
             clock: None,
+            armed: None,
         };
 
         let write = RefinedTcpStream {
@@ -144,6 +147,7 @@ impl RefinedTcpStream {
             close_read: false,
             close_write: true,
             clock: None,
+            armed: None,
         };
 
         (read, write)
@@ -183,17 +187,25 @@ impl Read for RefinedTcpStream {
         let Some(until) = self.clock.as_ref().and_then(|c| c.until()) else {
             return self.stream.read(buf);
         };
-        let passed = || IoError::new(ErrorKind::TimedOut, "the read deadline passed");
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(passed());
-        }
-        self.stream.set_read_timeout(Some(left))?;
-        match self.stream.read(buf) {
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
-                Err(passed())
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(IoError::new(ErrorKind::TimedOut, "the read deadline passed"));
             }
-            r => r,
+            // The socket's timeout is set again only when it is far from
+            // what is left (a syscall saved on most reads: keep-alive
+            // phases of the same length reuse it). A read may then wait at
+            // most half of what was left past the deadline, or time out
+            // early and go round again.
+            let fits = self.armed.is_some_and(|d| d <= left + left / 2 && d * 2 >= left);
+            if !fits {
+                self.stream.set_read_timeout(Some(left))?;
+                self.armed = Some(left);
+            }
+            match self.stream.read(buf) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => continue,
+                r => return r,
+            }
         }
     }
 }
