@@ -66,6 +66,18 @@ impl ObjType {
         ObjType::ALL.iter().copied().find(|t| t.as_str() == s)
     }
 
+    /// A type as a client names it: pnut's names, and App.net's for the
+    /// same things (`user_follow` is `follow`, `star` is `bookmark`), so
+    /// App.net-era clients (phpnut's default `createStream`) work as
+    /// they are. Objects always show pnut's names.
+    pub fn from_client(s: &str) -> Option<ObjType> {
+        match s {
+            "user_follow" => Some(ObjType::Follow),
+            "star" => Some(ObjType::Bookmark),
+            _ => ObjType::parse(s),
+        }
+    }
+
     /// One bit per type, for a stream's type set.
     pub fn bit(self) -> u16 {
         1 << (self as u16)

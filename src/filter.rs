@@ -234,12 +234,14 @@ impl Filter {
             let at = |m: String| format!("clauses[{i}].{m}");
             let obj = c.as_object().ok_or_else(|| format!("clauses[{i}]: must be an object"))?;
             let object_type =
-                obj.get("object_type").and_then(Value::as_str).and_then(ObjType::parse).ok_or_else(|| {
-                    at(format!(
-                        "object_type: {} is not an object type",
-                        obj.get("object_type").unwrap_or(&Value::Null)
-                    ))
-                })?;
+                obj.get("object_type").and_then(Value::as_str).and_then(ObjType::from_client).ok_or_else(
+                    || {
+                        at(format!(
+                            "object_type: {} is not an object type",
+                            obj.get("object_type").unwrap_or(&Value::Null)
+                        ))
+                    },
+                )?;
             let op_text = obj.get("operator").and_then(Value::as_str).unwrap_or("");
             let op = Op::parse(op_text).ok_or_else(|| {
                 at(format!("operator: '{op_text}' is not one of equals, matches, lt, le, gt, ge, one_of"))
@@ -515,7 +517,7 @@ mod tests {
         assert!(err(json!("include_any"), json!([clause("matches", "/a", json!(1))])).contains("value"));
         assert!(err(json!("include_any"), json!([clause("one_of", "/a", json!("x"))])).contains("value"));
         assert!(err(json!("include_any"), json!([clause("equals", "/a", json!([1]))])).contains("value"));
-        let bad_type = json!([{"object_type": "star", "operator": "equals", "field": "/a", "value": 1}]);
+        let bad_type = json!([{"object_type": "stars", "operator": "equals", "field": "/a", "value": 1}]);
         assert!(err(json!("include_any"), bad_type).contains("clauses[0].object_type"));
         assert!(Filter::parse(None, Some(&json!([]))).unwrap_err().contains("match_policy"));
     }

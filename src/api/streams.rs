@@ -32,7 +32,7 @@ pub fn parse_object_types(v: Option<&Value>) -> ApiResult<Vec<ObjType>> {
     }
     let mut out = Vec::new();
     for item in items {
-        let t = item.as_str().and_then(ObjType::parse).ok_or_else(|| {
+        let t = item.as_str().and_then(ObjType::from_client).ok_or_else(|| {
             let valid: Vec<&str> = ObjType::ALL.iter().map(|t| t.as_str()).collect();
             ApiError::bad_request(format!(
                 "object_types: unknown object type {item} (valid: {})",
@@ -229,8 +229,11 @@ mod tests {
     fn object_types_validation() {
         let t = parse_object_types(Some(&json!(["post", "user", "post"]))).unwrap();
         assert_eq!(t, vec![ObjType::Post, ObjType::User]);
-        let e = parse_object_types(Some(&json!(["post", "star"]))).unwrap_err();
-        assert!(e.message.contains("object_types") && e.message.contains("star"), "{}", e.message);
+        let e = parse_object_types(Some(&json!(["post", "stars"]))).unwrap_err();
+        assert!(e.message.contains("object_types") && e.message.contains("stars"), "{}", e.message);
+        // App.net's names are pnut's types.
+        let t = parse_object_types(Some(&json!(["post", "star", "user_follow", "bookmark"]))).unwrap();
+        assert_eq!(t, vec![ObjType::Post, ObjType::Bookmark, ObjType::Follow]);
         assert!(parse_object_types(Some(&json!([]))).unwrap_err().message.contains("empty"));
         assert!(parse_object_types(Some(&json!("post"))).unwrap_err().message.contains("array"));
         assert!(parse_object_types(None).unwrap_err().message.contains("required"));

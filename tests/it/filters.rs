@@ -193,7 +193,7 @@ fn filter_validation_names_the_clause() {
     bad(json!("include_some"), json!([ok.clone()]), "match_policy");
     bad(json!("include_any"), json!([]), "clauses");
     let wrong_type =
-        json!([ok.clone(), {"object_type": "star", "operator": "equals", "field": "/a", "value": 1}]);
+        json!([ok.clone(), {"object_type": "stars", "operator": "equals", "field": "/a", "value": 1}]);
     bad(json!("include_any"), wrong_type, "clauses[1].object_type");
     // A bad update is refused the same way and changes nothing.
     let id = f.filter(&f.alice, "include_any", json!([ok.clone()]));

@@ -94,9 +94,9 @@ fn validation_errors_name_the_field() {
     let (s, t, _) = setup();
     let post = |body: Value| s.json("POST", "/v1/streams", Some(&t), body);
     assert_error(
-        &post(json!({"type": "long_poll", "object_types": ["post", "star"]})),
+        &post(json!({"type": "long_poll", "object_types": ["post", "stars"]})),
         400,
-        &["object_types", "star"],
+        &["object_types", "stars"],
     );
     assert_error(&post(json!({"type": "long_poll", "object_types": []})), 400, &["object_types", "empty"]);
     assert_error(&post(json!({"type": "long_poll", "object_types": "post"})), 400, &["object_types"]);
@@ -242,4 +242,36 @@ fn streams_survive_a_restart() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["data"]["object_types"], json!(["post", "user"]));
     assert_eq!(r.body["data"]["endpoint"], endpoint(&s), "endpoint follows the new listener");
+}
+
+/// phpnut's stock createStream() and updateStream() work unchanged: they
+/// send App.net's type names, and delete with a form Content-Type and an
+/// empty body. The stream object shows pnut's names; a follow reaches it.
+#[test]
+fn phpnut_stock_create_update_and_delete_work() {
+    let s = Server::start();
+    s.add_user("alice", "pw");
+    s.add_user("bob", "pw");
+    let app = s.add_app("one");
+    let t = s.app_token(&app);
+    let alice = s.user_token(&app, "alice", "pw", "stream,follow");
+    s.user_token(&app, "bob", "pw", "stream,follow");
+    let phpnut = json!({"object_types": ["post", "bookmark", "user_follow"], "type": "long_poll"});
+    let r = s.json("POST", "/v1/streams", Some(&t), phpnut);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["data"]["object_types"], json!(["post", "bookmark", "follow"]));
+    let key = r.body["data"]["key"].as_str().unwrap().to_string();
+    let update = json!({"object_types": ["post", "star", "user_follow"], "type": "long_poll"});
+    let r = s.json("PUT", &format!("/v1/streams/{key}"), Some(&t), update);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["data"]["object_types"], json!(["post", "bookmark", "follow"]));
+    // A follow between two users who authorized the app arrives as `follow`.
+    let (mut ws, _) = s.ws(&format!("access_token={t}&key={key}"));
+    let r = s.call("PUT", "/v1/users/@bob/follow", Some(&alice), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ws.next_event()["meta"]["type"], "follow");
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let r = s.call_h("DELETE", &format!("/v1/streams/{key}"), Some(&t), None, &form);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(s.get(&format!("/v1/streams/{key}"), Some(&t)).status, 404);
 }
