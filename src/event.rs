@@ -161,6 +161,8 @@ pub enum Signal {
     /// New object types and filter; live connections follow at once.
     StreamUpdated {
         stream_id: i64,
+        /// The stream's key (a `PUT` may rename it).
+        key: String,
         types: u16,
         filter_id: Option<i64>,
         filter: Option<Arc<Filter>>,
@@ -183,8 +185,9 @@ impl Signal {
     /// ids only; a filter is read back by its id.
     pub fn to_row(&self) -> Value {
         match self {
-            Signal::StreamUpdated { stream_id, types, filter_id, .. } => serde_json::json!({
-                "signal": "stream_updated", "stream_id": stream_id, "types": types, "filter_id": filter_id,
+            Signal::StreamUpdated { stream_id, key, types, filter_id, .. } => serde_json::json!({
+                "signal": "stream_updated", "stream_id": stream_id, "key": key, "types": types,
+                "filter_id": filter_id,
             }),
             Signal::StreamDeleted { stream_id } => {
                 serde_json::json!({"signal": "stream_deleted", "stream_id": stream_id})
@@ -207,6 +210,7 @@ impl Signal {
                 let filter_id = id("filter_id");
                 Signal::StreamUpdated {
                     stream_id: id("stream_id")?,
+                    key: v["key"].as_str().unwrap_or_default().to_string(),
                     types: u16::try_from(v["types"].as_u64()?).ok()?,
                     filter_id,
                     filter: filter_id.and_then(&filter),
@@ -282,8 +286,14 @@ mod tests {
         let f = Arc::new(Filter::parse(Some(&serde_json::json!("include_any")), Some(&serde_json::json!([{"object_type": "post", "operator": "equals", "field": "/data/id", "value": "1"}]))).unwrap());
         let load = |id: i64| (id == 7).then(|| f.clone());
         for s in [
-            Signal::StreamUpdated { stream_id: 1, types: 5, filter_id: Some(7), filter: Some(f.clone()) },
-            Signal::StreamUpdated { stream_id: 1, types: 5, filter_id: None, filter: None },
+            Signal::StreamUpdated {
+                stream_id: 1,
+                key: "k".into(),
+                types: 5,
+                filter_id: Some(7),
+                filter: Some(f.clone()),
+            },
+            Signal::StreamUpdated { stream_id: 1, key: "k".into(), types: 5, filter_id: None, filter: None },
             Signal::StreamDeleted { stream_id: 2 },
             Signal::TokenRevoked { token_id: 3 },
             Signal::FilterChanged { filter_id: 7, filter: Some(f.clone()) },

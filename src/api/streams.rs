@@ -172,8 +172,21 @@ pub fn update(ctx: &Ctx, req: &Req, params: &[&str]) -> ApiResult<Resp> {
     let body = req.json_object()?;
     check_type(&body, false)?;
     let types = parse_object_types(body.get("object_types"))?;
+    let new_key = match body.get("key") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(check_key(v)?),
+    };
     let v = ctx.db.write(|tx| {
         let mut s = find(tx, &p, params[0])?;
+        // A new key renames the stream; live connections stay attached.
+        if let Some(k) = new_key.as_deref().filter(|k| *k != s.key) {
+            if !streams::rename(tx, s.id, k)? {
+                return Err(ApiError::bad_request(format!(
+                    "key: '{k}' is already taken by another stream of this app"
+                )));
+            }
+            s.key = k.to_string();
+        }
         let filter = match check_filter(tx, &body, p.app.id)? {
             Some(f) => f,
             None => match s.filter_id {
@@ -186,6 +199,7 @@ pub fn update(ctx: &Ctx, req: &Req, params: &[&str]) -> ApiResult<Resp> {
         s.object_types = types.clone();
         tx.signal(Signal::StreamUpdated {
             stream_id: s.id,
+            key: s.key.clone(),
             types: types_to_bits(&types),
             filter_id: s.filter_id,
             filter: filter.map(|f| f.1),

@@ -342,7 +342,7 @@ impl HubState {
 
     pub(super) fn signal(&mut self, s: Signal) {
         match s {
-            Signal::StreamUpdated { stream_id, types, filter_id, filter } => {
+            Signal::StreamUpdated { stream_id, key, types, filter_id, filter } => {
                 let names: Vec<&str> = crate::event::ObjType::ALL
                     .iter()
                     .filter(|t| types & t.bit() != 0)
@@ -350,8 +350,9 @@ impl HubState {
                     .collect();
                 let mut doc = control(
                     "stream_updated",
-                    "The stream's object types or filter changed; events from here on follow them",
+                    "The stream's key, object types or filter changed; events from here on follow them",
                 );
+                doc["meta"]["control"]["key"] = json!(key);
                 doc["meta"]["control"]["object_types"] = json!(names);
                 doc["meta"]["control"]["filter_id"] = json!(filter_id.map(|f| f.to_string()));
                 for c in self.conns.iter_mut().filter(|c| c.stream_id == stream_id) {

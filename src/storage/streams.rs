@@ -98,6 +98,15 @@ pub fn update(c: &Connection, id: i64, types: &[ObjType], filter_id: Option<i64>
     Ok(())
 }
 
+/// Gives stream `id` a new key; `false` if the app has a stream with it.
+pub fn rename(c: &Connection, id: i64, key: &str) -> rusqlite::Result<bool> {
+    match c.qexec("UPDATE streams SET key = ?1 WHERE id = ?2", params![key, id]) {
+        Ok(_) => Ok(true),
+        Err(e) if super::is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<StreamRow>> {
     c.qrow(&format!("SELECT {COLS} FROM streams WHERE id = ?1"), [id], from_row).optional()
 }

@@ -46,12 +46,13 @@ fn create_get_list_update_delete_shapes() {
     assert_eq!(s.get("/v1/streams?key=butterball", Some(&t)).body["data"], json!([expected]));
     assert_eq!(s.get("/v1/streams?key=other", Some(&t)).body["data"], json!([]));
 
-    // PUT changes only object_types; other keys are ignored.
+    // PUT changes object_types; the stream's own key renames nothing (a new
+    // key renames it: put_with_a_new_key_renames_the_stream).
     let r = s.json(
         "PUT",
         "/v1/streams/butterball",
         Some(&t),
-        json!({"object_types": ["bookmark"], "key": "renamed", "type": "long_poll"}),
+        json!({"object_types": ["bookmark"], "key": "butterball", "type": "long_poll"}),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["data"]["key"], "butterball");
@@ -274,4 +275,46 @@ fn phpnut_stock_create_update_and_delete_work() {
     let r = s.call_h("DELETE", &format!("/v1/streams/{key}"), Some(&t), None, &form);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(s.get(&format!("/v1/streams/{key}"), Some(&t)).status, 404);
+}
+
+/// `PUT` with a new `key` renames the stream (App.net lists `key` among the
+/// fields a PUT uses): live connections stay attached and hear it in a
+/// `stream_updated` control message; a taken or invalid key is a 400 that
+/// changes nothing.
+#[test]
+fn put_with_a_new_key_renames_the_stream() {
+    let s = Server::start();
+    s.add_user("alice", "pw");
+    let app = s.add_app("one");
+    let t = s.app_token(&app);
+    let alice = s.user_token(&app, "alice", "pw", "update_profile");
+    let mk = |key: &str| {
+        let r = s.json(
+            "POST",
+            "/v1/streams",
+            Some(&t),
+            json!({"type": "long_poll", "object_types": ["user"], "key": key}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    mk("old");
+    mk("other");
+    let (mut ws, _) = s.ws(&format!("access_token={t}&key=old"));
+    let put = |key: Value| {
+        s.json("PUT", "/v1/streams/old", Some(&t), json!({"object_types": ["user"], "key": key}))
+    };
+    assert_error(&put(json!("other")), 400, &["key", "already taken"]);
+    assert_error(&put(json!("bad key!")), 400, &["key", "not valid"]);
+    let r = put(json!("renamed"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["data"]["key"], "renamed");
+    assert_eq!(s.get("/v1/streams/old", Some(&t)).status, 404);
+    assert_eq!(s.get("/v1/streams/renamed", Some(&t)).body["data"]["key"], "renamed");
+    let control = ws.next_json().unwrap();
+    assert_eq!(control["meta"]["control"]["type"], "stream_updated", "{control}");
+    assert_eq!(control["meta"]["control"]["key"], "renamed", "{control}");
+    // Still attached: a profile change reaches it.
+    let u = s.json("PATCH", "/v1/users/me", Some(&alice), json!({"name": "Al"}));
+    assert_eq!(u.status, 200, "{}", u.body);
+    assert_eq!(ws.next_event()["meta"]["type"], "user");
 }
