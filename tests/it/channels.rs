@@ -504,7 +504,7 @@ fn events_arrive_once_with_their_meta() {
     );
     let cid = ch["id"].as_str().unwrap().to_string();
     let ev = next_ev(&mut a);
-    assert_eq!(keys(&ev["meta"]), ["id", "position", "timestamp", "type"]);
+    assert_eq!(keys(&ev["meta"]), ["id", "position", "subscribed_user_ids", "timestamp", "type"]);
     assert_eq!(
         (ev["meta"]["type"].as_str(), ev["meta"]["id"].as_str()),
         (Some("channel"), Some(cid.as_str()))
@@ -1007,4 +1007,42 @@ fn file_content_cannot_run_in_the_api_origin() {
     }
     // Every other answer carries nosniff too.
     assert_eq!(w.s.get("/health", None).header("X-Content-Type-Options"), Some("nosniff"));
+}
+
+/// `channel` events list the channel's subscribers in
+/// `meta.subscribed_user_ids` (App.net's channel events do).
+#[test]
+fn channel_events_name_the_subscribers() {
+    let w = world();
+    let [alice_id, bob_id, _] = w.ids.clone();
+    let mut sa = w.stream(&w.ta);
+    let ch = w.channel(&w.alice, json!({"type": "com.example.room", "acl": {"read": {"public": true}}}));
+    let cid = ch["id"].as_str().unwrap().to_string();
+    let ev = next_ev(&mut sa);
+    assert_eq!(ev["meta"]["type"], "channel", "{ev}");
+    assert_eq!(ev["meta"]["subscribed_user_ids"], json!([alice_id.clone()]), "{ev}");
+    assert_eq!(w.s.call("PUT", &format!("/v1/channels/{cid}/subscribe"), Some(&w.bob), None).status, 200);
+    let r = w.s.json(
+        "PUT",
+        &format!("/v1/channels/{cid}"),
+        Some(&w.alice),
+        json!({"acl": {"read": {"public": true}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ev = loop {
+        let ev = next_ev(&mut sa);
+        if ev["meta"]["type"] == "channel" {
+            break ev;
+        }
+    };
+    let mut subs: Vec<String> = ev["meta"]["subscribed_user_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    subs.sort();
+    let mut want = vec![alice_id, bob_id];
+    want.sort();
+    assert_eq!(subs, want, "{ev}");
 }

@@ -27,9 +27,11 @@ pub fn create_channel(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
             Some(a) => apply_acl(tx, &Acl::default(), a, true, Some(uid), true)?,
         };
         let ch = store::insert_channel(tx, kind, Some(uid), &acl, &raw, None)?;
+        // The creator is subscribed to a new channel: the channel event
+        // (which lists the subscribers) comes first, then the subscription's.
+        store::subscribe(tx, ch.id, uid)?;
         emit_channel(tx, &ctx.api_url, &ch, ch.audience())?;
-        // The creator is subscribed to a new channel.
-        subscribe_user(tx, &ctx.api_url, &ch, uid)?;
+        emit_subscription(tx, &ctx.api_url, &ch, uid, false)?;
         channel_value(tx, &ctx.api_url, &ch, Some(uid))
     })?;
     Ok(Resp::data(201, rendered(v, &channel_opts(req, false))))

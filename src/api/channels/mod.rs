@@ -367,13 +367,18 @@ fn rendered(mut v: Value, opts: &Opts) -> Value {
 
 // ------------------------------------------------------------------ events
 
+/// Writes a `channel` event; its meta lists the channel's subscribers at
+/// that moment (`subscribed_user_ids`, as the App.net document has it).
 pub fn emit_channel(tx: &mut Tx, api_url: &str, ch: &ChannelRow, audience: Audience) -> ApiResult<()> {
     let data = channel_value(tx, api_url, ch, None)?;
+    let subs: Vec<String> = store::subscriber_ids(tx, ch.id)?.iter().map(i64::to_string).collect();
+    let meta =
+        json!({"timestamp": now(), "id": ch.id.to_string(), "type": "channel", "subscribed_user_ids": subs});
     tx.emit(NewEvent {
         kind: ObjType::Channel,
         audience,
         auth: None,
-        envelope: json!({"meta": {"timestamp": now(), "id": ch.id.to_string(), "type": "channel"}, "data": data}),
+        envelope: json!({"meta": meta, "data": data}),
     })
 }
 
