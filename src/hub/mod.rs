@@ -89,6 +89,8 @@ pub struct Sub {
     pub transport: Transport,
     pub filter_id: Option<i64>,
     pub filter: Option<Arc<Filter>>,
+    /// The connection's own subscription parameters.
+    pub subscription: Arc<crate::delivery::Subscription>,
 }
 
 enum Msg {
@@ -336,6 +338,7 @@ mod tests {
                 transport: Transport::Chunked,
                 filter_id: None,
                 filter: None,
+                subscription: Default::default(),
             });
             clients.push(client);
         }

@@ -246,6 +246,9 @@ impl HubState {
                     continue;
                 }
             }
+            if !c.subscription.admits(ev) {
+                continue;
+            }
             let frame =
                 once_per(&mut rendered, (c.opts.bits(), c.transport), || render(ev, &c.opts, c.transport));
             pending.push(i, (frame, ev.seq));

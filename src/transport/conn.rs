@@ -136,6 +136,8 @@ pub struct Replay {
     pub db: Arc<Db>,
     pub hub: Hub,
     pub backlog: usize,
+    /// The connection's subscription parameters (as live delivery has them).
+    pub subscription: Arc<crate::delivery::Subscription>,
 }
 
 impl Replay {
@@ -189,6 +191,7 @@ impl Replay {
                 // for every event: a user who revokes the app mid-replay, or
                 // leaves a channel, is out from the next one.
                 if self.hub.wants_now(ev, self.types, self.app_id, self.filter.as_deref(), &channels)
+                    && self.subscription.admits(ev)
                     && !outlet.send(render(ev, &self.opts, self.transport), ev.seq)
                 {
                     return Err("client went away during replay".into());

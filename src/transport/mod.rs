@@ -10,6 +10,7 @@ use crate::admission::{Admission, Ticket};
 use crate::auth;
 use crate::config::Config;
 use crate::ctx::Ctx;
+use crate::delivery::Subscription;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Req, Resp};
 use crate::hub::{Hub, Outlet, Sub};
@@ -252,6 +253,45 @@ fn refuse(mut sock: &TcpStream, e: &ApiError) {
     }
 }
 
+/// The subscription parameters of a stream request (pnut's list
+/// parameters); a malformed one is a 400 naming it, before the upgrade.
+fn subscription(req: &Req) -> ApiResult<Subscription> {
+    let flag = |name: &str, default: bool| -> ApiResult<bool> {
+        match req.param(name) {
+            None | Some("") => Ok(default),
+            Some("1") | Some("true") => Ok(true),
+            Some("0") | Some("false") => Ok(false),
+            Some(v) => Err(ApiError::bad_request(format!("{name}: '{v}' is not 0 or 1"))),
+        }
+    };
+    let types = |name: &str| -> ApiResult<Option<Vec<String>>> {
+        let Some(raw) = req.param(name).filter(|v| !v.is_empty()) else { return Ok(None) };
+        let list: Vec<String> =
+            raw.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+        let valid = |t: &String| {
+            t.len() <= 128 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        if list.is_empty() || list.len() > 20 || !list.iter().all(valid) {
+            return Err(ApiError::bad_request(format!(
+                "{name}: a comma-separated list of at most 20 types (letters, digits, . _ -)"
+            )));
+        }
+        Ok(Some(list))
+    };
+    // No viewer on an app stream: these two are accepted (pnut lists them)
+    // and mean nothing here; the README says so.
+    flag("include_read", true)?;
+    flag("include_muted", true)?;
+    Ok(Subscription {
+        include_deleted: flag("include_deleted", true)?,
+        channel_types: types("channel_types")?,
+        file_types: types("file_types")?,
+        include_incomplete: flag("include_incomplete", true)?,
+        include_private: flag("include_private", true)?,
+        include_directed_posts: flag("include_directed_posts", true)?,
+    })
+}
+
 /// What a valid request resolved to.
 struct Accepted {
     app_id: i64,
@@ -353,6 +393,7 @@ fn start_replay(
         db: ctx.db.clone(),
         hub: hub.clone(),
         backlog: cc.backlog,
+        subscription: Default::default(),
     })
 }
 
@@ -366,6 +407,7 @@ struct Handshake {
     transport: Transport,
     ws_key: Option<String>,
     slot: crate::hub::Slot,
+    subscription: Arc<Subscription>,
 }
 
 /// Reads and checks the request head, authorizes it and reserves its
@@ -396,6 +438,7 @@ fn handshake(
     let checked = (|| {
         let req = parse_head(&head).ok_or_else(|| ApiError::bad_request("malformed HTTP request"))?;
         let acc = authorize(ctx, &req)?;
+        let subscription = Arc::new(subscription(&req)?);
         let is_ws = req.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
         let ws_key = req.header("sec-websocket-key").map(str::to_string);
         if is_ws && ws_key.is_none() {
@@ -403,7 +446,7 @@ fn handshake(
         }
         let slot = hub.reserve(acc.app_id).map_err(|m| ApiError::new(429, m))?;
         let transport = if is_ws { Transport::Ws } else { Transport::Chunked };
-        Ok(Handshake { req, acc, rest, transport, ws_key, slot })
+        Ok(Handshake { req, acc, rest, transport, ws_key, slot, subscription })
     })();
     match checked {
         Ok(h) => {
@@ -425,6 +468,7 @@ fn opening(h: &Handshake, ctx: &Ctx) -> Vec<u8> {
     let mut stream = model::stream(&h.acc.stream, &ctx.stream_endpoint);
     if let Some(o) = stream.as_object_mut() {
         o.remove("type");
+        o.insert("subscription".into(), h.subscription.to_json());
     }
     let hello = json!({"meta": {"stream": stream, "connection_id": base64url(&random_bytes(24))}});
     let hello = serde_json::to_vec(&hello).unwrap_or_default();
@@ -465,8 +509,7 @@ fn join(
     j: &Joined,
     req: &Req,
     mut acc: Accepted,
-    opts: Opts,
-    transport: Transport,
+    (opts, transport, subscription): (Opts, Transport, &Arc<Subscription>),
 ) -> ApiResult<Accepted> {
     j.hub.register(acc.stream.id, &j.outlet);
     for _ in 0..5 {
@@ -480,6 +523,7 @@ fn join(
             transport,
             filter_id: acc.stream.filter_id,
             filter: acc.filter.clone(),
+            subscription: subscription.clone(),
         });
         let again = authorize(ctx, req)?;
         let same = again.stream.object_types == acc.stream.object_types
@@ -499,7 +543,7 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reac
     let _ = sock.set_write_timeout(Some(cc.head_timeout));
     let Some(h) = handshake(&mut sock, ctx, hub, cc, ticket) else { return };
     let out = opening(&h, ctx);
-    let Handshake { req, acc, rest, transport, slot, .. } = h;
+    let Handshake { req, acc, rest, transport, slot, subscription, .. } = h;
     let opts = Opts::from_req(&req);
     let _ = sock.set_read_timeout(None);
     let _ = sock.set_write_timeout(None);
@@ -509,7 +553,7 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reac
         Err(e) => return log::warn!("cannot watch a stream connection: {e}"),
     };
     let joined = Joined { hub, outlet: outlet.clone(), stream_id: acc.stream.id };
-    let acc = match join(ctx, &joined, &req, acc, opts, transport) {
+    let acc = match join(ctx, &joined, &req, acc, (opts, transport, &subscription)) {
         Ok(a) => a,
         Err(e) => {
             drop(joined);
@@ -548,6 +592,7 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, hub: &Hub, cc: &ConnCfg, reactor: &Reac
             Ok(r) => r,
             Err(e) => return log::error!("connection {}: cannot prepare replay: {}", outlet.id, e.message),
         };
+    replay.subscription = subscription;
     let end = match transport {
         Transport::Ws => conn::run_ws(rest, &outlet, cc, &mut replay),
         Transport::Chunked => conn::run_chunked(&outlet, cc, &mut replay),

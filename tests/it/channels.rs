@@ -1046,3 +1046,88 @@ fn channel_events_name_the_subscribers() {
     want.sort();
     assert_eq!(subs, want, "{ev}");
 }
+
+/// Reads events from `ws` until a channel event for `marker` (a channel id);
+/// returns (type, object type-or-channel type, id) of those before it.
+fn until_marker(ws: &mut Ws, marker: &str) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let ev = ws.next_event();
+        let ty = ev["meta"]["type"].as_str().unwrap_or("").to_string();
+        if ty == "channel" && ev["meta"]["id"] == marker {
+            return seen;
+        }
+        let kind = match ty.as_str() {
+            "channel" => ev["data"]["type"].as_str(),
+            "channel_subscription" => ev["data"]["channel"]["type"].as_str(),
+            "file" => ev["data"]["type"].as_str().or(ev["data"][0]["type"].as_str()),
+            _ => ev["meta"]["channel_type"].as_str(),
+        };
+        seen.push((ty, kind.unwrap_or("").to_string()));
+    }
+    panic!("no marker within 100 events: {seen:?}");
+}
+
+/// pnut's subscription parameters on /v1/app (issue 18): `channel_types`,
+/// `file_types` and `include_private` keep only what they name, live and in
+/// replay alike; the connection message echoes them; a malformed one is a
+/// 400 before the upgrade.
+#[test]
+fn subscription_parameters_shape_what_a_connection_receives() {
+    let w = world();
+    w.s.create_stream(&w.ta, "sub", &["channel", "channel_subscription", "file"]);
+    let q = format!(
+        "access_token={}&key=sub&channel_types=com.example.keep&file_types=com.example.keep&include_private=0",
+        w.ta
+    );
+    for (bad, name) in
+        [("include_private=maybe", "include_private"), ("channel_types=a%20b", "channel_types")]
+    {
+        let (code, body) =
+            stream_get(&w.s.stream_addr, &format!("/v1/app?access_token={}&key=sub&{bad}", w.ta), &[]);
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains(name), "{body}");
+    }
+    let (mut ws, hello) = w.s.ws(&q);
+    assert_eq!(
+        hello["meta"]["stream"]["subscription"]["channel_types"],
+        json!(["com.example.keep"]),
+        "{hello}"
+    );
+    assert_eq!(hello["meta"]["stream"]["subscription"]["include_private"], false, "{hello}");
+    let make = |kind: &str| w.channel(&w.alice, json!({"type": kind}))["id"].as_str().unwrap().to_string();
+    let file = |kind: &str, public: &str| {
+        let r = w.upload(
+            "POST",
+            "/v1/files",
+            &w.alice,
+            &[("type", kind), ("name", "f"), ("is_public", public)],
+            b"x",
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    };
+    make("com.example.drop");
+    file("com.example.drop", "1");
+    file("com.example.keep", "0");
+    make("com.example.keep");
+    file("com.example.keep", "1");
+    let marker = make("com.example.keep");
+    let live = until_marker(&mut ws, &marker);
+    assert!(live.iter().all(|(_, k)| k == "com.example.keep"), "{live:?}");
+    assert!(live.contains(&("channel".into(), "com.example.keep".into())), "{live:?}");
+    assert_eq!(
+        live.iter().filter(|(t, _)| t == "file").count(),
+        1,
+        "only the public file of the kept type: {live:?}"
+    );
+    // Away, then back with the same parameters: replay applies them too.
+    drop(ws);
+    make("com.example.drop");
+    make("com.example.keep");
+    file("com.example.drop", "1");
+    let marker = make("com.example.keep");
+    let (mut ws, _) = w.s.ws(&q);
+    let replayed = until_marker(&mut ws, &marker);
+    assert!(replayed.iter().all(|(_, k)| k == "com.example.keep"), "{replayed:?}");
+    assert!(replayed.iter().any(|(t, _)| t == "channel"), "{replayed:?}");
+}

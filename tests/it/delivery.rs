@@ -51,7 +51,9 @@ fn connection_message_then_user_event() {
     assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{id}");
     assert_eq!(
         hello["meta"]["stream"],
-        json!({"key": "main", "endpoint": format!("ws://{}/v1/app", w.s.stream_addr), "object_types": ["user", "token"]})
+        json!({"key": "main", "endpoint": format!("ws://{}/v1/app", w.s.stream_addr), "object_types": ["user", "token"],
+               "subscription": {"include_deleted": true, "channel_types": null, "file_types": null,
+                                "include_incomplete": true, "include_private": true, "include_directed_posts": true}})
     );
     assert!(hello.get("data").is_none());
     set_name(&w, &w.alice, "Alice");

@@ -132,7 +132,7 @@ pub fn set_presence(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
             auth: None,
             envelope: json!({
                 "meta": {"timestamp": now(), "id": uid.to_string(), "type": "user_channel_presence",
-                         "channel_id": ch.id.to_string()},
+                         "channel_id": ch.id.to_string(), "channel_type": ch.kind},
                 "data": [pv.clone()],
             }),
         })?;
