@@ -293,7 +293,7 @@ impl Config {
     pub fn help() -> String {
         let mut s = String::from(
             "spout: a pnut.io v1 API server built around App Streams\n\n\
-             usage:\n  spout [serve] [FLAGS]\n  spout admin user add USERNAME   (password on stdin)\n  \
+             usage:\n  spout [serve] [FLAGS]\n  spout admin user add [--type human|bot|feed] USERNAME   (password on stdin)\n  \
              spout admin user list\n  spout admin app add NAME\n  spout admin app list\n  \
              spout admin token add --app CLIENT_ID [--user USERNAME] [--scopes basic,stream,...]\n  \
              spout admin token revoke   (the token on stdin; its live streams close)\n  \

@@ -82,7 +82,15 @@ fn admin(mut args: Vec<String>) -> CliResult {
     let db = || Db::open(&db_path, false).map_err(fail);
     let e = |e: spout::error::ApiError| fail(e.message);
     match words.as_slice() {
-        ["user", "add", name] => {
+        ["user", "add", ..] => {
+            let mut rest: Vec<String> = args[2..].to_vec();
+            let kind = take_flag(&mut rest, "--type")?.unwrap_or_else(|| "human".into());
+            if !matches!(kind.as_str(), "human" | "bot" | "feed") {
+                return Err(usage("--type: one of human, bot, feed"));
+            }
+            let [name] = rest.as_slice() else {
+                return Err(usage("usage: spout admin user add [--type human|bot|feed] USERNAME"));
+            };
             let name = name.to_string();
             let ok = !name.is_empty()
                 && name.len() <= 20
@@ -99,10 +107,14 @@ fn admin(mut args: Vec<String>) -> CliResult {
             let hash = users::hash_password(&pw);
             let db = db()?;
             let u = db
-                .write(|tx| Ok(users::create(tx, &name, &hash)?))
+                .write(|tx| {
+                    let Some(u) = users::create(tx, &name, &hash)? else { return Ok(None) };
+                    users::set_kind(tx, u.id, &kind)?;
+                    Ok(Some(u))
+                })
                 .map_err(e)?
                 .ok_or_else(|| fail(format!("username {name} is taken")))?;
-            print_json(&json!({"id": u.id.to_string(), "username": u.username}));
+            print_json(&json!({"id": u.id.to_string(), "username": u.username, "type": kind}));
         }
         ["user", "list"] => {
             let list = db()?.read(|c| Ok(users::list(c)?)).map_err(e)?;

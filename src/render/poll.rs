@@ -77,7 +77,9 @@ pub fn emit_poll_end(tx: &mut Tx, api_url: &str, p: &PollRow, actor: i64, flag: 
     let respondents = poll_respondents(tx, p.id)?;
     let subs: Vec<String> = respondents.iter().map(i64::to_string).collect();
     let quiet = suppressed(tx, actor, &respondents)?;
-    let mut extra = json!({"subscribed_user_ids": subs, "suppress_notifications": quiet});
+    let human = crate::storage::users::is_human(tx, actor)?;
+    let mut extra = json!({"subscribed_user_ids": subs, "suppress_notifications": quiet,
+                           "suppress_notifications_all": !human});
     extra[flag] = json!(true);
     emit_poll(tx, api_url, p, actor, extra)
 }

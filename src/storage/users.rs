@@ -68,6 +68,17 @@ pub fn create(c: &Connection, username: &str, password_hash: &str) -> rusqlite::
     }
 }
 
+/// Sets a user's type (pnut's `human`, `bot` or `feed`).
+pub fn set_kind(c: &Connection, id: i64, kind: &str) -> rusqlite::Result<()> {
+    c.qexec("UPDATE users SET type = ?1 WHERE id = ?2", params![kind, id]).map(|_| ())
+}
+
+/// Whether a user is a person (pnut's `human`), not a `bot` or a `feed`:
+/// what an event's `suppress_notifications_all` says of its actor.
+pub fn is_human(c: &Connection, id: i64) -> rusqlite::Result<bool> {
+    Ok(by_id(c, id)?.is_none_or(|u| u.kind == "human"))
+}
+
 pub fn by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<UserRow>> {
     c.qrow(&format!("SELECT {COLS} FROM users WHERE id = ?1"), [id], from_row).optional()
 }

@@ -533,6 +533,7 @@ fn events_arrive_once_with_their_meta() {
             "position",
             "subscribed_user_ids",
             "suppress_notifications",
+            "suppress_notifications_all",
             "timestamp",
             "type"
         ]
@@ -623,6 +624,7 @@ fn events_arrive_once_with_their_meta() {
             "position",
             "subscribed_user_ids",
             "suppress_notifications",
+            "suppress_notifications_all",
             "timestamp",
             "type"
         ]

@@ -139,7 +139,10 @@ fn create_post_shape_event_and_bad_input() {
 
     // The event: one-element list, full post with raw (asked for), exact meta keys.
     let ev = expect(&mut ws, "post", "1");
-    assert_eq!(keys(&ev["meta"]), ["id", "position", "suppress_notifications", "timestamp", "type"]);
+    assert_eq!(
+        keys(&ev["meta"]),
+        ["id", "position", "suppress_notifications", "suppress_notifications_all", "timestamp", "type"]
+    );
     assert_eq!(ev["meta"]["suppress_notifications"], json!([]));
     assert_eq!(ev["data"].as_array().unwrap().len(), 1);
     let d = &ev["data"][0];
@@ -232,7 +235,15 @@ fn revise_delete_and_revisions() {
     let ev = expect(&mut ws, "post", "1");
     assert_eq!(
         keys(&ev["meta"]),
-        ["id", "position", "revision", "suppress_notifications", "timestamp", "type"]
+        [
+            "id",
+            "position",
+            "revision",
+            "suppress_notifications",
+            "suppress_notifications_all",
+            "timestamp",
+            "type"
+        ]
     );
     assert_eq!(ev["meta"]["revision"], 1);
     assert_eq!(ev["data"][0]["is_revised"], true);
@@ -264,7 +275,15 @@ fn revise_delete_and_revisions() {
     let ev = expect(&mut ws, "post", "2");
     assert_eq!(
         keys(&ev["meta"]),
-        ["id", "is_deleted", "position", "suppress_notifications", "timestamp", "type"]
+        [
+            "id",
+            "is_deleted",
+            "position",
+            "suppress_notifications",
+            "suppress_notifications_all",
+            "timestamp",
+            "type"
+        ]
     );
     assert_eq!(ev["meta"]["is_deleted"], true);
     assert_eq!(ev["data"][0]["is_deleted"], true);
@@ -404,7 +423,10 @@ fn follow_mute_block_flags_lists_and_events() {
     );
     assert_eq!(b["counts"]["followers"], 1);
     let ev = expect(&mut ws, "follow", "2");
-    assert_eq!(keys(&ev["meta"]), ["id", "position", "timestamp", "type"]);
+    assert_eq!(
+        keys(&ev["meta"]),
+        ["id", "position", "suppress_notifications", "suppress_notifications_all", "timestamp", "type"]
+    );
     assert_eq!(keys(&ev["data"]), ["followed_user", "user"]);
     assert_eq!(ev["data"]["user"]["username"], "alice");
     assert_eq!(ev["data"]["followed_user"]["username"], "bob");
@@ -744,4 +766,35 @@ fn paging_input_is_read_the_same_on_every_list() {
         assert_eq!(meta.get("more"), Some(&json!(false)), "{path}");
         assert!(meta.get("min_id").is_none() && meta.get("max_id").is_none(), "{path}: {meta:?}");
     }
+}
+
+/// Bots and feeds (issue 18): `spout admin user add --type bot` makes one;
+/// every event that carries `suppress_notifications` also carries
+/// `suppress_notifications_all`, true when the actor is not human; follow
+/// events name the followed user when they muted the follower.
+#[test]
+fn bots_and_feeds_suppress_all_notifications() {
+    let f = fx();
+    let out = f.s.admin(&["user", "add", "--type", "bot", "robo"], PW);
+    assert!(out.contains(r#""type": "bot""#), "{out}");
+    let robo = f.s.user_token(&f.app, "robo", PW, SCOPES);
+    let mut ws = f.stream("bots", &["post", "follow"], "");
+    let by_robo = f.post(&robo, json!({"text": "beep"}));
+    assert_eq!(by_robo["user"]["type"], "bot");
+    let ev = expect(&mut ws, "post", by_robo["id"].as_str().unwrap());
+    assert_eq!(ev["meta"]["suppress_notifications_all"], true, "{ev}");
+    let by_alice = f.post(&f.alice, json!({"text": "hello"}));
+    let ev = expect(&mut ws, "post", by_alice["id"].as_str().unwrap());
+    assert_eq!(ev["meta"]["suppress_notifications_all"], false, "{ev}");
+    // bob muted alice: her follow of bob names him; robo's follow suppresses all.
+    assert_eq!(f.put("/v1/users/@alice/mute", &f.bob).status, 200);
+    assert_eq!(f.put("/v1/users/@bob/follow", &f.alice).status, 200);
+    let bob_id = f.get("/v1/users/@bob", Some(&f.bob))["data"]["id"].clone();
+    let ev = expect(&mut ws, "follow", bob_id.as_str().unwrap());
+    assert_eq!(ev["meta"]["suppress_notifications"], json!([bob_id]), "{ev}");
+    assert_eq!(ev["meta"]["suppress_notifications_all"], false, "{ev}");
+    assert_eq!(f.put("/v1/users/@bob/follow", &robo).status, 200);
+    let ev = expect(&mut ws, "follow", bob_id.as_str().unwrap());
+    assert_eq!(ev["meta"]["suppress_notifications"], json!([]), "{ev}");
+    assert_eq!(ev["meta"]["suppress_notifications_all"], true, "{ev}");
 }

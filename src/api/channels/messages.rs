@@ -69,6 +69,7 @@ fn emit_message(
     let mut meta = json!({
         "timestamp": now(), "id": m.id.to_string(), "type": "message", "channel_type": ch.kind,
         "suppress_notifications": store::suppressed(tx, m.user_id, &subscribers)?,
+        "suppress_notifications_all": !crate::storage::users::is_human(tx, m.user_id)?,
     });
     if ch.kind == CHAT {
         if let Some(n) = ch.chat_name() {

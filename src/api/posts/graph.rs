@@ -31,6 +31,14 @@ fn emit_edge(tx: &mut Tx, api_url: &str, e: Edge, from: i64, to: i64, deleted: b
     let mut data = json!({"user": user_value(tx, api_url, &a, None)?});
     data[key] = user_value(tx, api_url, &b, None)?;
     let mut meta = json!({"timestamp": now(), "id": to.to_string(), "type": ty});
+    if let Edge::Follow = e {
+        // The followed user, if they muted or blocked the follower; and
+        // whether the follower is a bot or a feed.
+        let quiet: Vec<String> =
+            crate::storage::posts::muted_or_blocked_by(tx, &[to], from)?.iter().map(i64::to_string).collect();
+        meta["suppress_notifications"] = json!(quiet);
+        meta["suppress_notifications_all"] = json!(!users::is_human(tx, from)?);
+    }
     if deleted {
         meta["is_deleted"] = json!(true);
     }

@@ -310,6 +310,7 @@ fn emit_post_data(
         "type": "post",
     });
     meta["suppress_notifications"] = Value::Array(suppress);
+    meta["suppress_notifications_all"] = json!(!users::is_human(tx, p.user_id)?);
     if let Some((k, v)) = extra {
         meta[k] = v;
     }

@@ -233,6 +233,7 @@ pub(super) fn emit_bookmark(
         .collect();
     let mut meta = json!({
         "timestamp": now(), "id": post.id.to_string(), "type": "bookmark", "suppress_notifications": suppress,
+        "suppress_notifications_all": !users::is_human(tx, uid)?,
     });
     if deleted {
         meta["is_deleted"] = json!(true);
