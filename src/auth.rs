@@ -102,6 +102,34 @@ pub fn covers_channel(scopes: &[String], channel_type: &str) -> bool {
     })
 }
 
+/// The one rule for which scope covers which file on REST (pnut: extended
+/// `files:TYPE` for one file type, `files:core_audio` / `files:core_image`
+/// by kind): `files` covers every file, `files:T` files of type T,
+/// `files:core_K` files of kind K; `write_post` and `messages` cover files
+/// too (to attach them).
+pub fn covers_file(scopes: &[String], file_type: &str, file_kind: &str) -> bool {
+    scopes.iter().any(|s| match s.split_once(':') {
+        None => matches!(s.as_str(), "files" | "write_post" | "messages"),
+        Some(("files", sub)) => match sub.strip_prefix("core_") {
+            Some(kind) => kind == file_kind,
+            None => sub == file_type,
+        },
+        Some(("messages", _)) => true,
+        _ => false,
+    })
+}
+
+/// Which file events an app stream gets through a grant: `files` all of
+/// them, `files:T` those of type T; the kind-based `files:core_*` give
+/// none (pnut's scope document).
+pub fn covers_file_events(scopes: &[String], file_type: &str) -> bool {
+    scopes.iter().any(|s| match s.split_once(':') {
+        None => s == "files",
+        Some(("files", sub)) => !sub.starts_with("core_") && sub == file_type,
+        _ => false,
+    })
+}
+
 /// Does the grant reach any channel at all (`messages` or
 /// `public_messages`, plain or extended)?
 pub fn reads_channels(scopes: &[String]) -> bool {

@@ -107,6 +107,9 @@ pub enum Audience {
     /// (`None`: any user) authorized with a scope that covers that type
     /// (`auth::covers_channel`, the rule REST applies too).
     Channel { channel_type: String, users: Option<Vec<i64>> },
+    /// Events about a file of `file_type`: apps its owner authorized with a
+    /// scope that covers that type for streams (`auth::covers_file_events`).
+    File { user: i64, file_type: String },
 }
 
 /// An authorization change carried by a `token` event, so the hub's map of
@@ -270,6 +273,9 @@ impl Audience {
                 .any(|u| scopes_of(*u).is_some_and(|have| crate::auth::covers_channel(have, channel_type))),
             Audience::Channel { channel_type, users: None } => {
                 all_grants.into_iter().any(|have| crate::auth::covers_channel(have, channel_type))
+            }
+            Audience::File { user, file_type } => {
+                scopes_of(*user).is_some_and(|have| crate::auth::covers_file_events(have, file_type))
             }
         }
     }

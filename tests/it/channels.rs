@@ -1133,3 +1133,58 @@ fn subscription_parameters_shape_what_a_connection_receives() {
     assert!(replayed.iter().all(|(_, k)| k == "com.example.keep"), "{replayed:?}");
     assert!(replayed.iter().any(|(t, _)| t == "channel"), "{replayed:?}");
 }
+
+/// Extended files scopes (issue 18, pnut's scope document): `files:TYPE`
+/// reaches only files of that type, on REST and in app streams;
+/// `files:core_image` reaches image files on REST and brings no stream
+/// file events. (They used to count as plain `files`.)
+#[test]
+fn extended_files_scopes_reach_only_their_files() {
+    let s = Server::start();
+    s.add_user("alice", PASS);
+    let (typed, full, kinds) = (s.add_app("typed"), s.add_app("full"), s.add_app("kinds"));
+    let t_typed = s.user_token(&typed, "alice", PASS, "files:com.example.keep");
+    let t_full = s.user_token(&full, "alice", PASS, "files,update_profile");
+    let t_kinds = s.user_token(&kinds, "alice", PASS, "files:core_image");
+    let w = W {
+        s,
+        alice: t_full.clone(),
+        bob: String::new(),
+        carol: String::new(),
+        ids: Default::default(),
+        ta: String::new(),
+        tb: String::new(),
+        tc: String::new(),
+    };
+    let (app_typed, app_kinds) = (w.s.app_token(&typed), w.s.app_token(&kinds));
+    w.s.create_stream(&app_typed, "f", &["file", "user"]);
+    w.s.create_stream(&app_kinds, "f", &["file", "user"]);
+    let (mut typed_ws, _) = w.s.ws(&format!("access_token={app_typed}&key=f"));
+    let (mut kinds_ws, _) = w.s.ws(&format!("access_token={app_kinds}&key=f"));
+    let up = |token: &str, kind_type: &str, kind: &str| {
+        w.upload("POST", "/v1/files", token, &[("type", kind_type), ("name", "f"), ("kind", kind)], b"x")
+    };
+    let r = up(&t_typed, "com.example.other", "other");
+    assert_error(&r, 403, "does not cover files of type com.example.other");
+    let keep = up(&t_typed, "com.example.keep", "other");
+    assert_eq!(keep.status, 201, "{}", keep.body);
+    let other = up(&t_full, "com.example.other", "image");
+    assert_eq!(other.status, 201, "{}", other.body);
+    let other_id = other.body["data"]["id"].as_str().unwrap().to_string();
+    assert_error(&w.s.get(&format!("/v1/files/{other_id}"), Some(&t_typed)), 403, "does not cover");
+    let mine = w.s.get("/v1/users/me/files", Some(&t_typed));
+    let types: Vec<&str> =
+        mine.body["data"].as_array().unwrap().iter().map(|f| f["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["com.example.keep"], "{}", mine.body);
+    // The image-kind scope reads the image file on REST…
+    assert_eq!(w.s.get(&format!("/v1/files/{other_id}"), Some(&t_kinds)).status, 200);
+    // …and streams: the typed app gets only its type's file event, the
+    // kind-scoped app no file event at all (a profile change is the marker).
+    let r = w.s.json("PATCH", "/v1/users/me", Some(&t_full), json!({"name": "Al"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let first = typed_ws.next_event();
+    assert_eq!(first["meta"]["type"], "file", "{first}");
+    assert_eq!(first["data"]["type"], "com.example.keep", "{first}");
+    assert_eq!(typed_ws.next_event()["meta"]["type"], "user", "only one file event");
+    assert_eq!(kinds_ws.next_event()["meta"]["type"], "user", "no file event for files:core_image");
+}

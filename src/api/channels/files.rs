@@ -22,12 +22,38 @@ use std::sync::Arc;
 
 const KINDS: [&str; 4] = ["image", "audio", "video", "other"];
 
-fn filer(ctx: &Ctx, req: &Req) -> ApiResult<(i64, i64)> {
+/// The caller of a files endpoint: a user token with a scope that reaches
+/// files; which files it reaches is `covers` (extended `files:TYPE` and
+/// `files:core_KIND` scopes reach only those).
+struct Filer {
+    uid: i64,
+    app_id: i64,
+    scopes: Vec<String>,
+}
+
+impl Filer {
+    fn covers(&self, f: &FileRow) -> bool {
+        auth::covers_file(&self.scopes, &f.kind_type, &f.kind)
+    }
+
+    /// `f`, or a 403 when this token's scope does not reach it.
+    fn check(&self, f: FileRow) -> ApiResult<FileRow> {
+        if self.covers(&f) {
+            return Ok(f);
+        }
+        Err(ApiError::forbidden(format!(
+            "This token's files scope does not cover files of type {} ({})",
+            f.kind_type, f.kind
+        )))
+    }
+}
+
+fn filer(ctx: &Ctx, req: &Req) -> ApiResult<Filer> {
     let (p, uid) = auth::user(&ctx.db, req, None)?;
     if !["files", "write_post", "messages"].iter().any(|s| auth::has_scope(&p.scopes, s)) {
         return Err(ApiError::forbidden("This endpoint requires the 'files' scope"));
     }
-    Ok((uid, p.app.id))
+    Ok(Filer { uid, app_id: p.app.id, scopes: p.scopes })
 }
 
 /// The full file object; `file_token` only for the owner.
@@ -75,7 +101,7 @@ fn emit_file(tx: &mut Tx, api_url: &str, f: &FileRow) -> ApiResult<Arc<Event>> {
     let data = file_value(tx, api_url, f, true)?;
     tx.emit_shared(NewEvent {
         kind: ObjType::File,
-        audience: Audience::Users { users: vec![f.user_id], scopes: vec!["files".into()] },
+        audience: Audience::File { user: f.user_id, file_type: f.kind_type.clone() },
         auth: None,
         envelope: crate::util::obj([("meta", meta), ("data", data)]),
     })
@@ -125,7 +151,8 @@ fn text_field(m: &Map<String, Value>, name: &str, max: usize) -> ApiResult<Optio
 }
 
 pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let (uid, app_id) = filer(ctx, req)?;
+    let fl = filer(ctx, req)?;
+    let (uid, app_id) = (fl.uid, fl.app_id);
     let up = upload(req)?;
     let f = &up.fields;
     let kind_type = text_field(f, "type", 128)?.filter(|t| !t.is_empty());
@@ -150,6 +177,11 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
             }
         }
     };
+    if !auth::covers_file(&fl.scopes, &kind_type, &kind) {
+        return Err(ApiError::forbidden(format!(
+            "This token's files scope does not cover files of type {kind_type} ({kind})"
+        )));
+    }
     let name = text_field(f, "name", 256)?
         .or_else(|| up.content.as_ref().and_then(|c| c.1.clone()))
         .unwrap_or_else(|| "file".into());
@@ -196,9 +228,10 @@ fn owned_file(c: &Connection, raw: &str, uid: i64) -> ApiResult<FileRow> {
 }
 
 pub fn get_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = filer(ctx, req)?;
+    let fl = filer(ctx, req)?;
+    let uid = fl.uid;
     let v = ctx.db.read(|c| {
-        let f = find_file(c, p[0])?;
+        let f = fl.check(find_file(c, p[0])?)?;
         if !may_see(&f, uid, req) {
             return Err(ApiError::forbidden("file_token: required for another user's private file"));
         }
@@ -208,12 +241,15 @@ pub fn get_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 }
 
 pub fn get_many(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = filer(ctx, req)?;
+    let fl = filer(ctx, req)?;
+    let uid = fl.uid;
     let ids = id_list(req, 200)?;
     let list = ctx.db.read(|c| {
         let mut out = Vec::new();
         for id in ids {
-            if let Some(f) = store::file(c, id)?.filter(|f| !f.is_deleted && may_see(f, uid, req)) {
+            if let Some(f) =
+                store::file(c, id)?.filter(|f| !f.is_deleted && may_see(f, uid, req) && fl.covers(f))
+            {
                 out.push(render(file_value(c, &ctx.api_url, &f, f.user_id == uid)?, req));
             }
         }
@@ -223,10 +259,12 @@ pub fn get_many(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 }
 
 pub fn mine(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = filer(ctx, req)?;
+    let fl = filer(ctx, req)?;
+    let uid = fl.uid;
     let pg = page(req)?;
     let (list, keys, more) = ctx.db.read(|c| {
-        let (rows, more) = store::files_of(c, uid, &pg)?;
+        let (mut rows, more) = store::files_of(c, uid, &pg)?;
+        rows.retain(|f| fl.covers(f));
         let mut out = Vec::new();
         for f in &rows {
             out.push(render(file_value(c, &ctx.api_url, f, true)?, req));
@@ -238,12 +276,13 @@ pub fn mine(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 
 /// `name`, `is_public`, `raw` (named types replaced, `[]` deletes).
 pub fn update(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = filer(ctx, req)?;
+    let fl = filer(ctx, req)?;
+    let uid = fl.uid;
     let body = req.params()?;
     let name = text_field(&body, "name", 256)?;
     let is_public = bool_field(&body, "is_public")?;
     let ev = ctx.db.write(|tx| {
-        let mut f = owned_file(tx, p[0], uid)?;
+        let mut f = fl.check(owned_file(tx, p[0], uid)?)?;
         if let Some(n) = &name {
             f.name = n.clone();
         }
@@ -260,9 +299,10 @@ pub fn update(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 }
 
 pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = filer(ctx, req)?;
+    let fl = filer(ctx, req)?;
+    let uid = fl.uid;
     let ev = ctx.db.write(|tx| {
-        let mut f = owned_file(tx, p[0], uid)?;
+        let mut f = fl.check(owned_file(tx, p[0], uid)?)?;
         f.is_deleted = true;
         store::save_file(tx, &f)?;
         store::drop_file_content(tx, f.id)?;
@@ -281,13 +321,14 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 
 /// Uploads the content of a placeholder (multipart part `content`) → 204.
 pub fn put_content(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = filer(ctx, req)?;
+    let fl = filer(ctx, req)?;
+    let uid = fl.uid;
     let up = upload(req)?;
     let (data, _, mime) = up
         .content
         .ok_or_else(|| ApiError::bad_request("content: required (a multipart part named content)"))?;
     ctx.db.write(|tx| {
-        let f = owned_file(tx, p[0], uid)?;
+        let f = fl.check(owned_file(tx, p[0], uid)?)?;
         if f.size.is_some() {
             return Err(ApiError::bad_request("file_id: this file already has its content"));
         }
@@ -326,9 +367,10 @@ fn served(mime: &str, bytes: Vec<u8>) -> Resp {
 /// The content: the stored bytes with their media type, as pnut serves a
 /// file's `url`.
 pub fn get_content(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = filer(ctx, req)?;
+    let fl = filer(ctx, req)?;
+    let uid = fl.uid;
     let v = ctx.db.read(|c| {
-        let f = find_file(c, p[0])?;
+        let f = fl.check(find_file(c, p[0])?)?;
         if !may_see(&f, uid, req) {
             return Err(ApiError::forbidden("file_token: required for another user's private file"));
         }
