@@ -23,10 +23,11 @@ pub enum ObjType {
     UserPresence,
     UserChannelPresence,
     User,
+    StreamMarker,
 }
 
 impl ObjType {
-    pub const ALL: [ObjType; 14] = [
+    pub const ALL: [ObjType; 15] = [
         ObjType::Post,
         ObjType::Bookmark,
         ObjType::Follow,
@@ -41,6 +42,7 @@ impl ObjType {
         ObjType::UserPresence,
         ObjType::UserChannelPresence,
         ObjType::User,
+        ObjType::StreamMarker,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +61,7 @@ impl ObjType {
             ObjType::UserPresence => "user_presence",
             ObjType::UserChannelPresence => "user_channel_presence",
             ObjType::User => "user",
+            ObjType::StreamMarker => "stream_marker",
         }
     }
 
@@ -370,6 +373,6 @@ mod tests {
             assert_eq!(ObjType::parse(t.as_str()), Some(t));
         }
         assert_eq!(ObjType::parse("star"), None);
-        assert_eq!(types_to_bits(&ObjType::ALL).count_ones(), 14);
+        assert_eq!(types_to_bits(&ObjType::ALL).count_ones(), 15);
     }
 }

@@ -1188,3 +1188,38 @@ fn extended_files_scopes_reach_only_their_files() {
     assert_eq!(typed_ws.next_event()["meta"]["type"], "user", "only one file event");
     assert_eq!(kinds_ws.next_event()["meta"]["type"], "user", "no file event for files:core_image");
 }
+
+/// `stream_marker` (issue 18, App.net's fifteenth type): setting a marker
+/// writes an event with `data: {marker, user}` and `meta.user_id`, plus the
+/// channel for a channel's marker; it reaches only apps the marker's user
+/// authorized with the covering scope.
+#[test]
+fn markers_make_stream_marker_events() {
+    let w = world();
+    let [alice_id, bob_id, _] = w.ids.clone();
+    w.s.create_stream(&w.ta, "m", &["stream_marker"]);
+    w.s.create_stream(&w.tb, "m", &["stream_marker"]);
+    let (mut a, _) = w.s.ws(&format!("access_token={}&key=m", w.ta));
+    let (mut b, _) = w.s.ws(&format!("access_token={}&key=m", w.tb));
+    let mark = |token: &str, body: Value| {
+        let r = w.s.json("POST", "/v1/markers", Some(token), body);
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    mark(&w.alice, json!([{"name": "global", "id": "5"}]));
+    let ev = a.next_event();
+    assert_eq!(ev["meta"]["type"], "stream_marker", "{ev}");
+    assert_eq!(ev["meta"]["user_id"], alice_id.as_str(), "{ev}");
+    assert_eq!(ev["data"]["marker"]["name"], "global", "{ev}");
+    assert_eq!(ev["data"]["marker"]["id"], "5", "{ev}");
+    assert_eq!(ev["data"]["user"]["username"], "alice", "{ev}");
+    let ch = w.channel(&w.alice, json!({"type": "com.example.room"}));
+    let cid = ch["id"].as_str().unwrap().to_string();
+    mark(&w.alice, json!({"name": format!("channel:{cid}"), "id": "1"}));
+    let ev = a.next_event();
+    assert_eq!(ev["meta"]["channel_id"], cid.as_str(), "{ev}");
+    assert_eq!(ev["meta"]["channel_type"], "com.example.room", "{ev}");
+    // bob's app never saw alice's markers: its first event is bob's own.
+    mark(&w.bob, json!([{"name": "mentions", "id": "2"}]));
+    let ev = b.next_event();
+    assert_eq!(ev["meta"]["user_id"], bob_id.as_str(), "{ev}");
+}

@@ -3,11 +3,41 @@
 use super::*;
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
-use crate::event::{NewEvent, ObjType};
+use crate::event::{Audience, NewEvent, ObjType};
 use crate::http::{Req, Resp};
 use crate::storage::channels::{self as store};
 use crate::util::{iso8601, now};
 use serde_json::{json, Value};
+
+/// Writes a `stream_marker` event (App.net's): `data: {marker, user}`,
+/// `meta.user_id`, and for a channel's marker `meta.channel_id` and
+/// `channel_type`. Apps see it through a user who authorized them with the
+/// scope that covers the marker's object: `stream` for the post streams,
+/// the channel's scope rule for a channel.
+fn emit_stream_marker(
+    tx: &mut Tx,
+    api_url: &str,
+    uid: i64,
+    marker: &Value,
+    channel: Option<&ChannelRow>,
+) -> ApiResult<()> {
+    let mut meta = json!({"timestamp": now(), "id": uid.to_string(), "type": "stream_marker", "user_id": uid.to_string()});
+    let audience = match channel {
+        Some(ch) => {
+            meta["channel_id"] = json!(ch.id.to_string());
+            meta["channel_type"] = json!(ch.kind);
+            Audience::Channel { channel_type: ch.kind.clone(), users: Some(vec![uid]) }
+        }
+        None => Audience::Users { users: vec![uid], scopes: vec!["stream".into()] },
+    };
+    let data = json!({"marker": marker, "user": crate::render::user_json_by_id(tx, api_url, uid)?});
+    tx.emit(NewEvent {
+        kind: ObjType::StreamMarker,
+        audience,
+        auth: None,
+        envelope: json!({"meta": meta, "data": data}),
+    })
+}
 
 /// `POST /v1/markers`: a list (≤10) of `{name, id, percentage?}`; channel
 /// markers need read access. `reset_read_id=1` lets `last_read_id` go back.
@@ -41,18 +71,22 @@ pub fn markers(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
                     .filter(|p| (0..=100).contains(p))
                     .ok_or_else(|| ApiError::bad_request(format!("markers[{i}].percentage: 0 to 100")))?,
             };
+            let mut channel = None;
             if let Some(cid) = name.strip_prefix("channel:") {
                 let ch = find_channel(tx, cid)
                     .map_err(|e| ApiError::new(e.status, format!("markers[{i}].name: {}", e.message)))?;
                 if !ch.can_read(Some(uid)) || !auth::covers_channel(&p.scopes, &ch.kind) {
                     return Err(ApiError::forbidden(format!("markers[{i}].name: you may not read channel {}", ch.id)));
                 }
+                channel = Some(ch);
             } else if !matches!(name, "global" | "personal" | "unified" | "mentions") {
                 return Err(ApiError::bad_request(format!(
                     "markers[{i}].name: '{name}' is not a marker name (global, personal, mentions, channel:ID)"
                 )));
             }
-            out.push(marker_value(&store::set_marker(tx, uid, name, id, pct, reset)?));
+            let marker = marker_value(&store::set_marker(tx, uid, name, id, pct, reset)?);
+            emit_stream_marker(tx, &ctx.api_url, uid, &marker, channel.as_ref())?;
+            out.push(marker);
         }
         Ok(out)
     })?;
