@@ -72,6 +72,10 @@ pub fn has_scope(have: &[String], want: &str) -> bool {
     if want == "basic" {
         return true;
     }
+    // A typed want (`polls:T`): the plain scope or exactly that extension.
+    if let Some((base, _)) = want.split_once(':') {
+        return have.iter().any(|h| h == base || h == want);
+    }
     have.iter().any(|h| {
         let base = h.split(':').next().unwrap_or(h);
         base == want || (want == "public_messages" && base == "messages")
@@ -159,6 +163,26 @@ pub fn parse_scopes(input: &str) -> ApiResult<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    /// Extended scopes reach their own type only; plain scopes reach all.
+    #[test]
+    fn extended_scopes_reach_their_type() {
+        assert!(has_scope(&v(&["polls"]), "polls:com.example.a"));
+        assert!(has_scope(&v(&["polls:com.example.a"]), "polls:com.example.a"));
+        assert!(!has_scope(&v(&["polls:com.example.a"]), "polls:com.example.b"));
+        assert!(has_scope(&v(&["polls:com.example.a"]), "polls"), "the gate: some polls");
+        assert!(covers_file(&v(&["files:t"]), "t", "other"));
+        assert!(!covers_file(&v(&["files:t"]), "u", "other"));
+        assert!(covers_file(&v(&["files:core_image"]), "u", "image"));
+        assert!(!covers_file(&v(&["files:core_image"]), "u", "audio"));
+        assert!(covers_file_events(&v(&["files:t"]), "t"));
+        assert!(!covers_file_events(&v(&["files:core_image"]), "t"));
+        assert!(!covers_file_events(&v(&["write_post"]), "t"));
+    }
 
     #[test]
     fn scopes_parse_and_cover() {

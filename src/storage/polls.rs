@@ -197,5 +197,6 @@ pub fn poll_audience(c: &Connection, p: &PollRow) -> rusqlite::Result<Audience> 
             users.push(u);
         }
     }
-    Ok(Audience::Users { users, scopes: vec!["polls".into()] })
+    // `polls` or `polls:TYPE` for this poll's type (pnut's extended scopes).
+    Ok(Audience::Users { users, scopes: vec![format!("polls:{}", p.kind)] })
 }

@@ -1223,3 +1223,22 @@ fn markers_make_stream_marker_events() {
     let ev = b.next_event();
     assert_eq!(ev["meta"]["user_id"], bob_id.as_str(), "{ev}");
 }
+
+/// `polls:TYPE` reaches only polls of that type (issue 18).
+#[test]
+fn extended_polls_scope_reaches_only_its_type() {
+    let s = Server::start();
+    s.add_user("alice", PASS);
+    let app = s.add_app("typed");
+    let t = s.user_token(&app, "alice", PASS, "polls:com.example.a");
+    let poll = |kind: &str| {
+        s.json(
+            "POST",
+            "/v1/polls",
+            Some(&t),
+            json!({"type": kind, "prompt": "?", "options": [{"text": "a"}, {"text": "b"}], "duration": 60}),
+        )
+    };
+    assert_eq!(poll("com.example.a").status, 201);
+    assert_error(&poll("com.example.b"), 403, "does not cover polls of type com.example.b");
+}

@@ -21,12 +21,33 @@ use serde_json::{json, Value};
 pub const MIN_SECONDS: i64 = 1;
 const MAX_SECONDS: i64 = 20160 * 60;
 
-fn poller(ctx: &Ctx, req: &Req) -> ApiResult<(i64, i64)> {
+/// The caller of a polls endpoint, and which poll types its scope reaches
+/// (`polls`, `write_post`: all; `polls:TYPE`: that type).
+struct Poller {
+    uid: i64,
+    app_id: i64,
+    scopes: Vec<String>,
+}
+
+impl Poller {
+    fn covers(&self, kind: &str) -> bool {
+        auth::has_scope(&self.scopes, &format!("polls:{kind}")) || auth::has_scope(&self.scopes, "write_post")
+    }
+
+    fn check(&self, p: PollRow) -> ApiResult<PollRow> {
+        if self.covers(&p.kind) {
+            return Ok(p);
+        }
+        Err(ApiError::forbidden(format!("This token's polls scope does not cover polls of type {}", p.kind)))
+    }
+}
+
+fn poller(ctx: &Ctx, req: &Req) -> ApiResult<Poller> {
     let (p, uid) = auth::user(&ctx.db, req, None)?;
     if !auth::has_scope(&p.scopes, "polls") && !auth::has_scope(&p.scopes, "write_post") {
         return Err(ApiError::forbidden("This endpoint requires the 'polls' (or 'write_post') scope"));
     }
-    Ok((uid, p.app.id))
+    Ok(Poller { uid, app_id: p.app.id, scopes: p.scopes })
 }
 
 /// Unix seconds from `2016-12-11T18:14:12Z` (or a number of unix seconds).
@@ -85,10 +106,16 @@ fn value(c: &Connection, ctx: &Ctx, p: &PollRow, uid: i64, opts: &Opts) -> ApiRe
 }
 
 pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let (uid, app_id) = poller(ctx, req)?;
+    let pl = poller(ctx, req)?;
+    let (uid, app_id) = (pl.uid, pl.app_id);
     let body = req.json_object()?;
     let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
     super::check_type(kind)?;
+    if !pl.covers(kind) {
+        return Err(ApiError::forbidden(format!(
+            "This token's polls scope does not cover polls of type {kind}"
+        )));
+    }
     let prompt = match body.get("prompt") {
         Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 256 => s.clone(),
         _ => return Err(ApiError::bad_request("prompt: required, at most 256 characters")),
@@ -174,9 +201,10 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 }
 
 pub fn get_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = poller(ctx, req)?;
+    let pl = poller(ctx, req)?;
+    let uid = pl.uid;
     let v = ctx.db.read(|c| {
-        let poll = find_poll(c, p[0])?;
+        let poll = pl.check(find_poll(c, p[0])?)?;
         if !may_see(c, &poll, uid, req)? {
             return Err(ApiError::forbidden("poll_token: required for a private poll"));
         }
@@ -186,13 +214,14 @@ pub fn get_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 }
 
 pub fn get_many(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = poller(ctx, req)?;
+    let pl = poller(ctx, req)?;
+    let uid = pl.uid;
     let ids = id_list(req, 100)?;
     let opts = Opts::from_req(req);
     let list = ctx.db.read(|c| {
         let mut out = Vec::new();
         for id in ids {
-            if let Some(p) = store::poll(c, id)?.filter(|p| !p.is_deleted) {
+            if let Some(p) = store::poll(c, id)?.filter(|p| !p.is_deleted && pl.covers(&p.kind)) {
                 if may_see(c, &p, uid, req)? {
                     out.push(value(c, ctx, &p, uid, &opts)?);
                 }
@@ -204,11 +233,13 @@ pub fn get_many(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 }
 
 pub fn mine(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = poller(ctx, req)?;
+    let pl = poller(ctx, req)?;
+    let uid = pl.uid;
     let pg = page(req)?;
     let opts = Opts::from_req(req);
     let (list, keys, more) = ctx.db.read(|c| {
-        let (rows, more) = store::polls_of(c, uid, &pg)?;
+        let (mut rows, more) = store::polls_of(c, uid, &pg)?;
+        rows.retain(|p| pl.covers(&p.kind));
         let mut out = Vec::new();
         for p in &rows {
             out.push(value(c, ctx, p, uid, &opts)?);
@@ -221,11 +252,13 @@ pub fn mine(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 /// `GET /v1/users/me/polls/responses`: polls the caller answered, with
 /// `pagination_id`.
 pub fn answered(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = poller(ctx, req)?;
+    let pl = poller(ctx, req)?;
+    let uid = pl.uid;
     let pg = page(req)?;
     let opts = Opts::from_req(req);
     let (list, keys, more) = ctx.db.read(|c| {
-        let (rows, more) = store::polls_answered(c, uid, &pg)?;
+        let (mut rows, more) = store::polls_answered(c, uid, &pg)?;
+        rows.retain(|(_, p)| pl.covers(&p.kind));
         let mut out = Vec::new();
         for (key, p) in &rows {
             let mut v = value(c, ctx, p, uid, &opts)?;
@@ -238,9 +271,10 @@ pub fn answered(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 }
 
 fn answer(ctx: &Ctx, req: &Req, raw_id: &str, positions: Vec<i64>) -> ApiResult<Resp> {
-    let (uid, _) = poller(ctx, req)?;
+    let pl = poller(ctx, req)?;
+    let uid = pl.uid;
     let v = ctx.db.write(|tx| {
-        let p = find_poll(tx, raw_id)?;
+        let p = pl.check(find_poll(tx, raw_id)?)?;
         if !may_see(tx, &p, uid, req)? {
             return Err(ApiError::forbidden("poll_token: required for a private poll"));
         }
@@ -302,9 +336,10 @@ pub fn respond_one(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 }
 
 pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
-    let (uid, _) = poller(ctx, req)?;
+    let pl = poller(ctx, req)?;
+    let uid = pl.uid;
     let v = ctx.db.write(|tx| {
-        let poll = find_poll(tx, p[0])?;
+        let poll = pl.check(find_poll(tx, p[0])?)?;
         if poll.user_id != uid {
             return Err(ApiError::forbidden("Only the poll's owner may delete it"));
         }
