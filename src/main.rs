@@ -20,7 +20,19 @@ fn main() -> ExitCode {
             print!("{}", Config::help());
             return ExitCode::SUCCESS;
         }
+        Some("-V") | Some("--version") | Some("version") => {
+            println!("spout {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some("admin") if args[1..].iter().any(|a| a == "-h" || a == "--help") || args.len() == 1 => {
+            print!("{}", admin_help(&args[1..]));
+            return ExitCode::SUCCESS;
+        }
         Some("admin") => admin(args[1..].to_vec()),
+        Some("serve") if args[1..].iter().any(|a| a == "-h" || a == "--help") => {
+            print!("{}", Config::help());
+            return ExitCode::SUCCESS;
+        }
         Some("serve") => serve(&args[1..]),
         _ => serve(&args),
     };
@@ -61,6 +73,54 @@ fn serve(args: &[String]) -> CliResult {
     Ok(())
 }
 
+/// The admin commands: their words, usage and what they do.
+const ADMIN: &[(&[&str], &str, &str)] = &[
+    (
+        &["user", "add"],
+        "user add [--type human|bot|feed] USERNAME",
+        "adds a user; the password on standard input",
+    ),
+    (&["user", "list"], "user list", "lists the users"),
+    (&["app", "add"], "app add NAME", "registers an app; prints its client_id and (once) its secret"),
+    (&["app", "list"], "app list", "lists the apps"),
+    (
+        &["token", "add"],
+        "token add --app CLIENT_ID [--user USERNAME] [--scopes basic,stream,...]",
+        "mints an app token, or a user token (authorizing the app)",
+    ),
+    (
+        &["token", "revoke"],
+        "token revoke",
+        "revokes the token given on standard input; its live streams close",
+    ),
+    (
+        &["stream", "delete"],
+        "stream delete --app CLIENT_ID KEY",
+        "deletes a stream; its live connections close",
+    ),
+];
+
+/// `spout admin [COMMAND] --help`: that command's usage, or all of them.
+fn admin_help(args: &[String]) -> String {
+    let words: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with('-')).collect();
+    let chosen: Vec<_> = ADMIN.iter().filter(|(w, _, _)| words.len() >= 2 && w[..] == words[..2]).collect();
+    let list = if chosen.is_empty() { ADMIN.iter().collect() } else { chosen };
+    let mut out = String::from("usage:\n");
+    for (_, usage, what) in list {
+        out.push_str(&format!("  spout admin {usage} [--db PATH] [--create]\n      {what}\n"));
+    }
+    out.push_str("\nThe database is --db (or SPOUT_DB, default spout.db); it must exist (the server made it) unless --create is given.\n");
+    out
+}
+
+/// The usage of the admin command `words` starts, as an error.
+fn admin_usage(words: &[&str]) -> (u8, String) {
+    match ADMIN.iter().find(|(w, _, _)| words.len() >= 2 && w[..] == words[..2]) {
+        Some((_, u, _)) => usage(format!("usage: spout admin {u}")),
+        None => usage(format!("unknown admin command: {}\n\n{}", words.join(" "), admin_help(&[]))),
+    }
+}
+
 fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -78,6 +138,20 @@ fn take_flag(args: &mut Vec<String>, name: &str) -> Result<Option<String>, (u8, 
 
 fn admin(mut args: Vec<String>) -> CliResult {
     let db_path = config::db_path(&mut args).map_err(usage)?;
+    let create = match args.iter().position(|a| a == "--create") {
+        Some(i) => {
+            args.remove(i);
+            true
+        }
+        None => false,
+    };
+    if !create && !db_path.exists() {
+        return Err(fail(format!(
+            "no database at {} (give --db PATH, or --create to make a new one)",
+            db_path.display()
+        )));
+    }
+    eprintln!("spout: using database {}", db_path.display());
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     let db = || Db::open(&db_path, false).map_err(fail);
     let e = |e: spout::error::ApiError| fail(e.message);
@@ -88,9 +162,7 @@ fn admin(mut args: Vec<String>) -> CliResult {
             if !matches!(kind.as_str(), "human" | "bot" | "feed") {
                 return Err(usage("--type: one of human, bot, feed"));
             }
-            let [name] = rest.as_slice() else {
-                return Err(usage("usage: spout admin user add [--type human|bot|feed] USERNAME"));
-            };
+            let [name] = rest.as_slice() else { return Err(admin_usage(&words)) };
             let name = name.to_string();
             let ok = !name.is_empty()
                 && name.len() <= 20
@@ -186,9 +258,7 @@ fn admin(mut args: Vec<String>) -> CliResult {
         ["stream", "delete", ..] => {
             let mut rest: Vec<String> = args[2..].to_vec();
             let app = take_flag(&mut rest, "--app")?.ok_or_else(|| usage("--app CLIENT_ID is required"))?;
-            let [key] = rest.as_slice() else {
-                return Err(usage("usage: spout admin stream delete --app CLIENT_ID KEY"));
-            };
+            let [key] = rest.as_slice() else { return Err(admin_usage(&words)) };
             let db = db()?;
             db.write(|tx| {
                 let not_found = |what: String| spout::error::ApiError::not_found(what);
@@ -201,7 +271,7 @@ fn admin(mut args: Vec<String>) -> CliResult {
             .map_err(e)?;
             print_json(&json!({"deleted": key}));
         }
-        _ => return Err(usage(format!("unknown admin command: {}\n\n{}", words.join(" "), Config::help()))),
+        _ => return Err(admin_usage(&words)),
     }
     Ok(())
 }

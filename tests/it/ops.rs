@@ -149,3 +149,50 @@ fn a_second_server_on_the_same_database_is_refused() {
     s.launch();
     assert_eq!(s.get("/health", None).status, 200);
 }
+
+/// The command line (issue 19): `--help` at every level prints that
+/// command's usage and exits 0 (and does nothing else), a missing argument
+/// names the usage, `--version` answers, and an admin command never creates
+/// a database by accident.
+#[test]
+fn the_command_line_helps_and_never_creates_a_database_by_accident() {
+    let dir = TempDir::new();
+    let db = dir.0.join("fresh.db").to_string_lossy().into_owned();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .current_dir(&dir.0)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = run(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("spout "), "{out}");
+    for args in
+        [&["serve", "--help"][..], &["admin", "--help"], &["admin"], &["admin", "app", "add", "--help"]]
+    {
+        let (code, out, err) = run(args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert!(out.contains("usage"), "{args:?}: {out}");
+    }
+    let (_, out, _) = run(&["admin", "app", "add", "--help"]);
+    assert!(out.contains("spout admin app add NAME") && !out.contains("token revoke"), "{out}");
+    assert!(!dir.0.join("spout.db").exists(), "--help created a database");
+    let (code, _, err) = run(&["admin", "app", "list", "--db", &db]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains(&format!("no database at {db}")), "{err}");
+    assert!(!std::path::Path::new(&db).exists(), "an admin command created a database");
+    let (code, _, err) = run(&["admin", "app", "add", "--db", &db, "--create"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("usage: spout admin app add NAME"), "{err}");
+    let (code, out, err) = run(&["admin", "app", "add", "Mine", "--db", &db, "--create"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(r#""name": "Mine""#), "{out}");
+    assert!(err.contains(&format!("using database {db}")), "{err}");
+}
