@@ -326,14 +326,31 @@ impl Drop for Pass<'_> {
     }
 }
 
+/// The answer headers a browser client may read.
+const CORS_EXPOSED: &str =
+    "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, X-OAuth-Scopes, Retry-After";
+
+/// A CORS preflight (`OPTIONS`, any path): what a browser may send.
+fn preflight() -> Resp {
+    Resp::bytes(204, "text/plain", Vec::new())
+        .header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
+        .header("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Pretty-Json")
+        .header("Access-Control-Max-Age", "86400")
+}
+
 fn respond(rq: tiny_http::Request, mut resp: Resp, pretty: bool, close: bool) {
     let (status, extra) = (resp.status, std::mem::take(&mut resp.headers));
     let (content_type, body) = resp.into_body(pretty);
     let mut r = tiny_http::Response::from_data(body).with_status_code(status);
-    // Every answer says what it is and may not be taken for anything else.
+    // Every answer says what it is and may not be taken for anything else,
+    // and may be read by a browser client on another origin (pnut turns
+    // CORS on; tokens travel in a header, never in a cookie, so `*` lends
+    // a page no credentials it did not have).
     let mut headers = vec![
         ("Content-Type".to_string(), content_type),
         ("X-Content-Type-Options".to_string(), "nosniff".to_string()),
+        ("Access-Control-Allow-Origin".to_string(), "*".to_string()),
+        ("Access-Control-Expose-Headers".to_string(), CORS_EXPOSED.to_string()),
     ];
     headers.extend(extra);
     if close {
@@ -397,6 +414,9 @@ fn handle(
     }
     if body.len() > max_body {
         return respond(rq, Resp::error(&too_large()), pretty, true);
+    }
+    if rq.method().as_str() == "OPTIONS" {
+        return respond(rq, preflight(), pretty, false);
     }
     let mut req = Req::new(rq.method().as_str(), rq.url(), headers, body);
     req.remote = rq.remote_addr().map(|a| a.ip());

@@ -196,3 +196,26 @@ fn the_command_line_helps_and_never_creates_a_database_by_accident() {
     assert!(out.contains(r#""name": "Mine""#), "{out}");
     assert!(err.contains(&format!("using database {db}")), "{err}");
 }
+
+/// CORS, as pnut has it on (issue 19, part): a preflight from another
+/// origin is answered, and every answer may be read from another origin,
+/// its rate-limit headers included.
+#[test]
+fn browsers_on_other_origins_may_call_the_api() {
+    let s = Server::start();
+    let r = s.call_h(
+        "OPTIONS",
+        "/v1/posts",
+        None,
+        None,
+        &[("Origin", "https://client.example"), ("Access-Control-Request-Method", "POST")],
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
+    assert!(r.header("Access-Control-Allow-Methods").unwrap_or("").contains("POST"));
+    assert!(r.header("Access-Control-Allow-Headers").unwrap_or("").contains("Authorization"));
+    let r = s.call_h("GET", "/health", None, None, &[("Origin", "https://client.example")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
+    assert!(r.header("Access-Control-Expose-Headers").unwrap_or("").contains("X-RateLimit-Remaining"));
+}
