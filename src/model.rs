@@ -269,13 +269,20 @@ pub struct Relation {
     pub you_can_follow: bool,
 }
 
+/// The size of the default avatar and cover (a plain image, generated).
+pub const AVATAR_DEFAULT: (u32, u32) = (200, 200);
+pub const COVER_DEFAULT: (u32, u32) = (960, 223);
+
 /// The full pnut user object. `content` is built by the caller (it needs
 /// mention lookups); `markdown_text` is for the user's own profile only.
 pub fn user(u: &UserRow, content: Value, counts: Value, api_url: &str, rel: Option<Relation>) -> Value {
     let mut content = content;
-    let image = |what: &str, w: u32, h: u32| json!({"url": format!("{api_url}/v1/users/{}/{what}", u.id), "width": w, "height": h, "is_default": true});
-    content["avatar_image"] = image("avatar", 200, 200);
-    content["cover_image"] = image("cover", 960, 223);
+    let image = |what: &str, own: Option<(u32, u32)>, (dw, dh): (u32, u32)| {
+        let (w, h) = own.unwrap_or((dw, dh));
+        json!({"url": format!("{api_url}/v1/users/{}/{what}", u.id), "width": w, "height": h, "is_default": own.is_none()})
+    };
+    content["avatar_image"] = image("avatar", u.avatar, AVATAR_DEFAULT);
+    content["cover_image"] = image("cover", u.cover, COVER_DEFAULT);
     let mut v = json!({
         "id": u.id.to_string(),
         "username": u.username,

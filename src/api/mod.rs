@@ -3,6 +3,7 @@
 
 mod channels;
 mod filters;
+mod images;
 mod oauth;
 mod ops;
 mod posts;
@@ -46,6 +47,14 @@ const ROUTES: &[Route] = &[
     ("PUT", "/v1/users/me", users::put_me),
     ("PATCH", "/v1/users/me", users::patch_me),
     ("GET", "/v1/users/{}", users::get_one),
+    ("POST", "/v1/users/me/avatar", images::upload),
+    ("DELETE", "/v1/users/me/avatar", images::remove),
+    ("POST", "/v1/users/me/cover", images::upload),
+    ("DELETE", "/v1/users/me/cover", images::remove),
+    ("GET", "/v1/users/{}/avatar", images::redirect),
+    ("GET", "/v1/users/{}/cover", images::redirect),
+    ("GET", "/v1/users/{}/avatar/image", images::image),
+    ("GET", "/v1/users/{}/cover/image", images::image),
     ("GET", "/v1/streams", streams::list),
     ("POST", "/v1/streams", streams::create),
     ("DELETE", "/v1/streams", streams::delete_all),

@@ -3,7 +3,10 @@
 //! responses). `crate::model` holds the pure shaping of one row, and
 //! pruning by display options.
 
+mod image;
 mod poll;
+
+pub use image::{default_image, probe};
 
 pub use poll::{emit_poll, emit_poll_end, poll_json};
 

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/006_drop_redundant_index.sql"),
     include_str!("../../migrations/007_drop_events_by_time.sql"),
     include_str!("../../migrations/008_events_by_object.sql"),
+    include_str!("../../migrations/009_user_images.sql"),
 ];
 
 /// The schema version this build writes.

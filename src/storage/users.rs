@@ -18,9 +18,20 @@ pub struct UserRow {
     pub description: String,
     pub raw: Value,
     pub created_at: i64,
+    /// The avatar's and the cover's size, `None` for the default image.
+    pub avatar: Option<(u32, u32)>,
+    pub cover: Option<(u32, u32)>,
 }
 
-const COLS: &str = "id, username, name, type, locale, timezone, description, raw, created_at";
+const COLS: &str =
+    "id, username, name, type, locale, timezone, description, raw, created_at, avatar_size, cover_size";
+
+/// "WxH" → (w, h).
+fn size(v: Option<String>) -> Option<(u32, u32)> {
+    let v = v?;
+    let (w, h) = v.split_once('x')?;
+    Some((w.parse().ok()?, h.parse().ok()?))
+}
 
 fn from_row(r: &Row) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
@@ -33,6 +44,8 @@ fn from_row(r: &Row) -> rusqlite::Result<UserRow> {
         description: r.get(6)?,
         raw: super::json_col(r, 7)?,
         created_at: r.get(8)?,
+        avatar: size(r.get(9)?),
+        cover: size(r.get(10)?),
     })
 }
 
@@ -66,6 +79,49 @@ pub fn create(c: &Connection, username: &str, password_hash: &str) -> rusqlite::
         Err(e) if super::is_unique_violation(&e) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Stores a user's avatar or cover (`which`), replacing the last one.
+pub fn set_image(
+    c: &Connection,
+    uid: i64,
+    which: &str,
+    mime: &str,
+    (w, h): (u32, u32),
+    content: &[u8],
+) -> rusqlite::Result<()> {
+    c.qexec(
+        "INSERT OR REPLACE INTO user_images (user_id, which, mime, content, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![uid, which, mime, content, now()],
+    )?;
+    let sql = if which == "avatar" {
+        "UPDATE users SET avatar_size = ?1 WHERE id = ?2"
+    } else {
+        "UPDATE users SET cover_size = ?1 WHERE id = ?2"
+    };
+    c.qexec(sql, params![format!("{w}x{h}"), uid]).map(|_| ())
+}
+
+/// Goes back to the default avatar or cover; whether there was one.
+pub fn delete_image(c: &Connection, uid: i64, which: &str) -> rusqlite::Result<bool> {
+    let n = c.qexec("DELETE FROM user_images WHERE user_id = ?1 AND which = ?2", params![uid, which])?;
+    let sql = if which == "avatar" {
+        "UPDATE users SET avatar_size = NULL WHERE id = ?1"
+    } else {
+        "UPDATE users SET cover_size = NULL WHERE id = ?1"
+    };
+    c.qexec(sql, [uid])?;
+    Ok(n > 0)
+}
+
+/// A user's stored avatar or cover: (media type, bytes).
+pub fn image(c: &Connection, uid: i64, which: &str) -> rusqlite::Result<Option<(String, Vec<u8>)>> {
+    c.qrow(
+        "SELECT mime, content FROM user_images WHERE user_id = ?1 AND which = ?2",
+        params![uid, which],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
 }
 
 /// Sets a user's type (pnut's `human`, `bot` or `feed`).

@@ -219,3 +219,86 @@ fn browsers_on_other_origins_may_call_the_api() {
     assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
     assert!(r.header("Access-Control-Expose-Headers").unwrap_or("").contains("X-RateLimit-Remaining"));
 }
+
+/// Multipart body with one file field.
+fn image_body(field: &str, mime: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let b = "spoutImg42";
+    let mut body = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"i\"\r\nContent-Type: {mime}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={b}"), body)
+}
+
+/// Avatars and covers (issue 19, part): every user's image URL answers (a
+/// 302 to the image: the upload, or a generated default, never a 404);
+/// an upload sets the size in the user object and writes a `user` event;
+/// DELETE goes back to the default; only images are taken.
+#[test]
+fn avatars_and_covers_always_answer_and_can_be_changed() {
+    let s = Server::start();
+    s.add_user("alice", "pw");
+    let app = s.add_app("a");
+    let t = s.user_token(&app, "alice", "pw", "update_profile");
+    let at = s.app_token(&app);
+    s.create_stream(&at, "u", &["user"]);
+    let (mut ws, _) = s.ws(&format!("access_token={at}&key=u"));
+    let no_redirects: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let fetch = |path: &str| {
+        let r = no_redirects.get(format!("{}{path}", s.api)).call().unwrap();
+        let loc = r.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+        let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+        let status = r.status().as_u16();
+        let body = r.into_body().read_to_vec().unwrap();
+        (status, loc, ct, body)
+    };
+    for what in ["avatar", "cover"] {
+        let (status, loc, _, _) = fetch(&format!("/v1/users/1/{what}?w=100"));
+        assert_eq!(status, 302);
+        let loc = loc.unwrap();
+        let (status, _, ct, body) = fetch(loc.trim_start_matches(&s.api));
+        assert_eq!((status, ct.as_deref()), (200, Some("image/png")));
+        assert!(body.starts_with(b"\x89PNG"), "a generated default image");
+    }
+    // A 2x3 GIF as the avatar.
+    let gif = [b"GIF89a".as_slice(), &[2, 0, 3, 0, 0, 0, 0], b";"].concat();
+    let (ct, body) = image_body("avatar", "image/gif", &gif);
+    let req = ureq::http::Request::builder()
+        .method("POST")
+        .uri(format!("{}/v1/users/me/avatar", s.api))
+        .header("Authorization", format!("Bearer {t}"))
+        .header("Content-Type", ct)
+        .body(body)
+        .unwrap();
+    let r = s.agent.run(req).unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let u: serde_json::Value = serde_json::from_slice(&r.into_body().read_to_vec().unwrap()).unwrap();
+    let img = &u["data"]["content"]["avatar_image"];
+    assert_eq!(
+        (img["width"].as_u64(), img["height"].as_u64(), img["is_default"].as_bool()),
+        (Some(2), Some(3), Some(false))
+    );
+    let ev = ws.next_event();
+    assert_eq!(ev["meta"]["type"], "user");
+    assert_eq!(ev["data"]["content"]["avatar_image"]["is_default"], false);
+    let (_, _, ct, body) = fetch("/v1/users/1/avatar/image");
+    assert_eq!((ct.as_deref(), body), (Some("image/gif"), gif.clone()));
+    // Not an image: 400, nothing changes.
+    let (ct, body) = image_body("avatar", "image/svg+xml", b"<svg/>");
+    let r = s.call_h(
+        "POST",
+        "/v1/users/me/avatar",
+        Some(&t),
+        Some((&ct, std::str::from_utf8(&body).unwrap())),
+        &[],
+    );
+    assert_error(&r, 400, "must be a PNG, JPEG or GIF");
+    let r = s.call("DELETE", "/v1/users/me/avatar", Some(&t), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["data"]["content"]["avatar_image"]["is_default"], true);
+    let (_, _, ct, _) = fetch("/v1/users/1/avatar/image");
+    assert_eq!(ct.as_deref(), Some("image/png"));
+}
