@@ -15,6 +15,18 @@ pub struct Ctx {
     /// Guards password checks (failure budgets, the hashing pool).
     pub login: crate::login::Login,
     pub started: std::time::Instant,
+    /// The limits from the flags that clients may want to know
+    /// (`GET /v1/sys/config`).
+    pub published: Published,
     /// Wakes the poll closer when a poll is created.
     pub polls: crate::jobs::polls::Waker,
+}
+
+/// The flag-set limits `GET /v1/sys/config` publishes.
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub max_body: usize,
+    pub rate_limit: u64,
+    pub rate_window_secs: u64,
+    pub conns_per_app: usize,
 }

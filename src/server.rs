@@ -72,6 +72,12 @@ pub fn start(mut cfg: Config) -> Result<ServerHandle, String> {
         login: login_guard(&cfg),
         started: std::time::Instant::now(),
         polls: crate::jobs::polls::Waker::default(),
+        published: crate::ctx::Published {
+            max_body: cfg.max_body,
+            rate_limit: cfg.rate_limit,
+            rate_window_secs: cfg.rate_window.as_secs(),
+            conns_per_app: cfg.max_conns_per_app,
+        },
     });
     let sink_hub = hub.clone();
     db.set_sink(Box::new(move |items| sink_hub.publish(items)));

@@ -3,11 +3,12 @@
 
 mod channels;
 mod filters;
-mod images;
+pub(crate) mod images;
+pub mod limits;
 mod oauth;
 mod ops;
 mod posts;
-mod streams;
+pub(crate) mod streams;
 mod users;
 
 use crate::error::{ApiError, ApiResult};
@@ -36,6 +37,8 @@ pub type Route = (&'static str, &'static str, Handler);
 /// pattern that matches wins, so literal paths come before `{}` ones.
 const ROUTES: &[Route] = &[
     ("GET", "/health", ops::health),
+    ("GET", "/v1/sys/config", ops::sys_config),
+    ("POST", "/v1/text/process", ops::text_process),
     ("GET", "/v1/stats", ops::stats),
     ("POST", "/v1/oauth/access_token", oauth::access_token),
     ("GET", "/v1/token", oauth::get_token),

@@ -14,6 +14,28 @@ pub fn health(ctx: &Ctx, _: &Req, _: &[&str]) -> ApiResult<Resp> {
     Ok(Resp::ok(json!({"status": "ok", "schema_version": version})))
 }
 
+/// `GET /v1/sys/config`: the limits this server enforces, under pnut's
+/// keys, from the same constants and flags the handlers check.
+pub fn sys_config(ctx: &Ctx, _: &Req, _: &[&str]) -> ApiResult<Resp> {
+    use crate::api::limits as l;
+    let p = &ctx.published;
+    Ok(Resp::ok(json!({
+        "post": {"max_length": l::POST_TEXT, "seconds_for_revision": l::REVISION_SECONDS},
+        "message": {"max_length": l::MESSAGE_TEXT},
+        "raw": {"max_bytes": l::RAW_BYTES},
+        "user": {
+            "avatar_max_bytes": crate::api::images::MAX_IMAGE_BYTES,
+            "cover_max_bytes": crate::api::images::MAX_IMAGE_BYTES,
+            "presence_max_length": l::PRESENCE_TEXT,
+        },
+        "poll": {"prompt_max_length": l::POLL_PROMPT, "max_duration_minutes": l::POLL_MAX_MINUTES},
+        "bookmark": {"note_max_length": l::BOOKMARK_NOTE},
+        "file": {"max_bytes": p.max_body},
+        "stream": {"max_per_app": crate::api::streams::MAX_STREAMS, "max_connections_per_app": p.conns_per_app},
+        "rate_limit": {"requests": p.rate_limit, "window_seconds": p.rate_window_secs},
+    })))
+}
+
 pub fn stats(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     if !req.remote.is_some_and(|ip| ip.is_loopback()) {
         return Err(ApiError::forbidden("/v1/stats is answered only on the loopback interface"));
@@ -40,4 +62,25 @@ pub fn stats(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         "slow_consumer_disconnects": s.slow_disconnects,
         "hub_queue": s.hub_queue,
     })))
+}
+
+/// `POST /v1/text/process`: `text` as spout would store it — `text`, `html`
+/// and `entities`, mentions resolved against the users as they are now —
+/// without storing anything. Any token.
+pub fn text_process(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    crate::auth::any(&ctx.db, req)?;
+    let body = req.params()?;
+    let text =
+        crate::http::str_field(&body, "text")?.ok_or_else(|| ApiError::bad_request("text: required"))?;
+    let max = if req.param("object_type") == Some("message") {
+        crate::api::limits::MESSAGE_TEXT
+    } else {
+        crate::api::limits::POST_TEXT
+    };
+    let n = text.chars().count();
+    if n > max {
+        return Err(ApiError::bad_request(format!("text: at most {max} characters (got {n})")));
+    }
+    let v = ctx.db.read(|c| Ok(crate::storage::users::text_content(c, text)))?;
+    Ok(Resp::ok(v))
 }

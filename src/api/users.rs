@@ -134,8 +134,8 @@ pub fn merge_raw(current: &Value, update: &Value) -> ApiResult<Value> {
         }
     }
     let merged = Value::Object(out);
-    if merged.to_string().len() > 8192 {
-        return Err(ApiError::bad_request("raw: at most 8192 bytes"));
+    if merged.to_string().len() > crate::api::limits::RAW_BYTES {
+        return Err(ApiError::bad_request(format!("raw: at most {} bytes", crate::api::limits::RAW_BYTES)));
     }
     Ok(merged)
 }

@@ -302,3 +302,34 @@ fn avatars_and_covers_always_answer_and_can_be_changed() {
     let (_, _, ct, _) = fetch("/v1/users/1/avatar/image");
     assert_eq!(ct.as_deref(), Some("image/png"));
 }
+
+/// `GET /v1/sys/config` publishes the limits the handlers enforce, and
+/// `POST /v1/text/process` shows what a text would become (issue 20, part).
+#[test]
+fn sys_config_and_text_process() {
+    let s = Server::start_with(&["--max-body", "65536"]);
+    s.add_user("alice", "pw");
+    let app = s.add_app("a");
+    let t = s.user_token(&app, "alice", "pw", "write_post");
+    let c = s.get("/v1/sys/config", None);
+    assert_eq!(c.status, 200);
+    let max = c.body["data"]["post"]["max_length"].as_u64().unwrap() as usize;
+    assert_eq!(max, 256);
+    assert_eq!(c.body["data"]["message"]["max_length"], 2048);
+    assert_eq!(c.body["data"]["file"]["max_bytes"], 65536);
+    assert_eq!(c.body["data"]["post"]["seconds_for_revision"], 300);
+    // What it says is what a post meets.
+    let ok = s.json("POST", "/v1/posts", Some(&t), json!({"text": "x".repeat(max)}));
+    assert_eq!(ok.status, 201, "{}", ok.body);
+    let over = s.json("POST", "/v1/posts", Some(&t), json!({"text": "x".repeat(max + 1)}));
+    assert_error(&over, 400, &format!("at most {max} characters"));
+    let r = s.json("POST", "/v1/text/process", Some(&t), json!({"text": "hi @alice #spout"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["data"]["text"], "hi @alice #spout");
+    assert_eq!(r.body["data"]["entities"]["mentions"][0]["text"], "alice");
+    assert_eq!(r.body["data"]["entities"]["tags"][0]["text"], "spout");
+    assert!(r.body["data"]["html"].as_str().unwrap().contains("alice"));
+    assert_eq!(s.get("/v1/posts/1", None).status, 200);
+    assert_eq!(s.get("/v1/posts/2", None).status, 404, "text/process stored nothing");
+    assert_error(&s.json("POST", "/v1/text/process", None, json!({"text": "x"})), 401, "");
+}

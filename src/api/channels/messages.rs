@@ -108,8 +108,9 @@ fn input(body: &Map<String, Value>) -> ApiResult<Input> {
         Some(_) => return Err(ApiError::bad_request("text: must be a string")),
     };
     let n = text.chars().count();
-    if n > 2048 {
-        return Err(ApiError::bad_request(format!("text: at most 2048 characters (got {n})")));
+    if n > crate::api::limits::MESSAGE_TEXT {
+        let max = crate::api::limits::MESSAGE_TEXT;
+        return Err(ApiError::bad_request(format!("text: at most {max} characters (got {n})")));
     }
     let reply_to = match body.get("reply_to") {
         None | Some(Value::Null) => None,

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 /// The shortest poll: pnut asks for one minute; spout accepts `closed_at`
 /// one second ahead so clients (and tests) can run short polls.
 pub const MIN_SECONDS: i64 = 1;
-const MAX_SECONDS: i64 = 20160 * 60;
+const MAX_SECONDS: i64 = crate::api::limits::POLL_MAX_MINUTES * 60;
 
 /// The caller of a polls endpoint, and which poll types its scope reaches
 /// (`polls`, `write_post`: all; `polls:TYPE`: that type).
@@ -117,7 +117,11 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         )));
     }
     let prompt = match body.get("prompt") {
-        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 256 => s.clone(),
+        Some(Value::String(s))
+            if !s.trim().is_empty() && s.chars().count() <= crate::api::limits::POLL_PROMPT =>
+        {
+            s.clone()
+        }
         _ => return Err(ApiError::bad_request("prompt: required, at most 256 characters")),
     };
     let Some(Value::Array(opts)) = body.get("options") else {
@@ -145,7 +149,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
             (Some(d), None) => {
                 let m = d.as_i64().or_else(|| d.as_str().and_then(|s| s.parse().ok()));
                 match m {
-                    Some(m) if (1..=20160).contains(&m) => t + m * 60,
+                    Some(m) if (1..=crate::api::limits::POLL_MAX_MINUTES).contains(&m) => t + m * 60,
                     _ => return Err(ApiError::bad_request("duration: minutes, 1 to 20160")),
                 }
             }

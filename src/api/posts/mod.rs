@@ -61,10 +61,7 @@ pub const ROUTES: &[Route] = &[
     ("PUT", "/v1/users/{}/presence", presence::set),
 ];
 
-/// pnut's longest post, in code points.
-const MAX_TEXT: usize = 256;
-/// How long after creation a post may be revised (pnut's sys/config).
-const REVISION_WINDOW: i64 = 300;
+use crate::api::limits::{POST_TEXT as MAX_TEXT, REVISION_SECONDS as REVISION_WINDOW};
 
 /// How a reader wants objects rendered: the viewer (for `you_*` flags) and
 /// the `include_*` parameters.

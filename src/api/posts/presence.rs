@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 /// allowed (7 days).
 const DEFAULT_TTL: i64 = 15 * 60;
 const MAX_TTL: i64 = 7 * 24 * 3600;
-const MAX_LEN: usize = 100;
+const MAX_LEN: usize = crate::api::limits::PRESENCE_TEXT;
 
 /// `{id, username, name?, avatar_image, presence, last_seen_at?}`.
 fn presence_value(api_url: &str, u: &UserRow, row: Option<PresenceRow>, at: i64) -> Value {

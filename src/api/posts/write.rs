@@ -251,7 +251,7 @@ pub fn bookmark(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let (_, uid) = auth::user(&ctx.db, req, Some("write_post"))?;
     let body = req.params()?;
     let note = crate::http::str_field(&body, "note")?.map(str::to_string);
-    if note.as_ref().is_some_and(|n| n.chars().count() > 128) {
+    if note.as_ref().is_some_and(|n| n.chars().count() > crate::api::limits::BOOKMARK_NOTE) {
         return Err(ApiError::bad_request("note: at most 128 characters"));
     }
     let view = View::new(req, Some(uid));
