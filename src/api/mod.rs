@@ -37,6 +37,12 @@ pub type Route = (&'static str, &'static str, Handler);
 /// pattern that matches wins, so literal paths come before `{}` ones.
 const ROUTES: &[Route] = &[
     ("GET", "/health", ops::health),
+    // pnut endpoints this server does not have, which a `{}` route below
+    // would otherwise take for an id (a 400): a 404 that says so.
+    ("GET", "/v1/users/search", ops::not_here),
+    ("GET", "/v1/posts/search", ops::not_here),
+    ("GET", "/v1/channels/search", ops::not_here),
+    ("GET", "/v1/polls/search", ops::not_here),
     ("GET", "/v1/sys/config", ops::sys_config),
     ("POST", "/v1/text/process", ops::text_process),
     ("GET", "/v1/stats", ops::stats),

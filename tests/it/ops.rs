@@ -333,3 +333,15 @@ fn sys_config_and_text_process() {
     assert_eq!(s.get("/v1/posts/2", None).status, 404, "text/process stored nothing");
     assert_error(&s.json("POST", "/v1/text/process", None, json!({"text": "x"})), 401, "");
 }
+
+/// Unknown endpoints under a known prefix are 404s (issue 20, part):
+/// pnut's search endpoints, which this server lacks, used to be taken for
+/// ids by the `{id}` routes and answered 400.
+#[test]
+fn pnut_endpoints_this_server_lacks_are_404_not_400() {
+    let s = Server::start();
+    for path in ["/v1/users/search", "/v1/posts/search", "/v1/channels/search", "/v1/polls/search"] {
+        assert_error(&s.get(&format!("{path}?q=x"), None), 404, "does not implement");
+    }
+    assert_error(&s.get("/v1/posts/abc", None), 400, "post_id");
+}
