@@ -335,7 +335,8 @@ fn reposts_and_bookmarks_keep_counts_flags_and_events() {
     assert_eq!(again.status, 200);
     assert_eq!(again.body["data"]["counts"]["reposts"], 1);
     assert_error(&f.put("/v1/posts/1/repost", &f.alice), 400, "own post");
-    assert_error(&f.put("/v1/posts/2/repost", &f.carol), 400, "repost");
+    // A repost of a repost is one of the original: alice's own post.
+    assert_error(&f.put("/v1/posts/2/repost", &f.alice), 400, "own post");
     assert_error(&f.put("/v1/posts/99/repost", &f.carol), 404, "Post not found");
     let g = f.get("/v1/posts/2", Some(&f.bob))["data"].clone();
     assert_eq!(g["repost_of"]["id"], "1");
@@ -797,4 +798,24 @@ fn bots_and_feeds_suppress_all_notifications() {
     let ev = expect(&mut ws, "follow", bob_id.as_str().unwrap());
     assert_eq!(ev["meta"]["suppress_notifications"], json!([]), "{ev}");
     assert_eq!(ev["meta"]["suppress_notifications_all"], true, "{ev}");
+}
+
+/// Reposting a repost reposts the original, as pnut does (issue 20, part;
+/// it used to be a 400).
+#[test]
+fn reposting_a_repost_reposts_the_original() {
+    let f = fx();
+    let original = f.post(&f.alice, json!({"text": "original"}));
+    let oid = original["id"].as_str().unwrap().to_string();
+    let r = f.put(&format!("/v1/posts/{oid}/repost"), &f.bob);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let bobs = f.get("/v1/users/@bob/posts", Some(&f.bob))["data"][0]["id"].as_str().unwrap().to_string();
+    assert_ne!(bobs, oid);
+    let r = f.put(&format!("/v1/posts/{bobs}/repost"), &f.carol);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["data"]["id"], oid.as_str(), "the original comes back");
+    assert_eq!(r.body["data"]["you_reposted"], true);
+    assert_eq!(f.put(&format!("/v1/posts/{oid}/repost"), &f.carol).status, 200, "already reposted");
+    let o = f.get(&format!("/v1/posts/{oid}"), None);
+    assert_eq!(o["data"]["counts"]["reposts"], 2, "{}", o);
 }

@@ -164,13 +164,9 @@ pub fn repost(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let (principal, uid) = auth::user(&ctx.db, req, Some("write_post"))?;
     let view = View::new(req, Some(uid));
     let (created, v) = ctx.db.write(|tx| {
-        let target = get_post(tx, id)?;
-        if target.is_deleted {
-            return Err(ApiError::not_found(format!("Post not found: {id} was deleted")));
-        }
-        if target.repost_of.is_some() {
-            return Err(ApiError::bad_request("post_id: a repost cannot be reposted; repost the original"));
-        }
+        // Reposting a repost reposts its original (pnut).
+        let target = live_original(tx, id)?;
+        let id = target.id;
         if target.user_id == uid {
             return Err(ApiError::bad_request("post_id: you cannot repost your own post"));
         }
