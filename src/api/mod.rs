@@ -104,7 +104,8 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Resp {
                 if let Err(e) = check_body_type(req) {
                     return Resp::error(&e);
                 }
-                return handler(ctx, req, &params).unwrap_or_else(|e| Resp::error(&e));
+                let resp = handler(ctx, req, &params).unwrap_or_else(|e| Resp::error(&e));
+                return with_presence(ctx, req, resp);
             }
             if !allowed.contains(method) {
                 allowed.push(method);
@@ -118,6 +119,24 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Resp {
             ApiError::new(405, format!("Method {} not allowed here; use {}", req.method, allowed.join(", ")));
         Resp::error(&e).header("Allow", &allowed.join(", "))
     }
+}
+
+/// `update_presence=<s>` (and `update_presence_expiration`) on any
+/// successful call with a user token sets that user's presence, as
+/// `PUT /v1/users/me/presence` would (pnut); `meta.updated_presence` says
+/// whether it did.
+fn with_presence(ctx: &Ctx, req: &Req, mut resp: Resp) -> Resp {
+    let Some(value) = req.param("update_presence") else { return resp };
+    if resp.status >= 300 || !resp.body.is_object() {
+        return resp;
+    }
+    let uid = crate::auth::any(&ctx.db, req).ok().and_then(|p| p.user_id);
+    let expiration = req.param("update_presence_expiration").map(|e| serde_json::json!(e));
+    let done = uid.is_some_and(|uid| {
+        posts::presence::apply(ctx, uid, Some(&serde_json::json!(value)), expiration.as_ref()).is_ok()
+    });
+    resp.body["meta"]["updated_presence"] = serde_json::json!(done);
+    resp
 }
 
 /// A request that carries a body must say what it is (a body-less PUT or

@@ -819,3 +819,26 @@ fn reposting_a_repost_reposts_the_original() {
     let o = f.get(&format!("/v1/posts/{oid}"), None);
     assert_eq!(o["data"]["counts"]["reposts"], 2, "{}", o);
 }
+
+/// `update_presence=` on any call sets the caller's presence, as pnut
+/// documents (issue 20, part), with `meta.updated_presence`.
+#[test]
+fn update_presence_on_any_call() {
+    let f = fx();
+    let mut ws = f.stream("up", &["user_presence"], "");
+    let r = f.s.get("/v1/posts/streams/global?update_presence=reading", Some(&f.alice));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["meta"]["updated_presence"], true, "{}", r.body);
+    let ev = ws.next_event();
+    assert_eq!(ev["meta"]["type"], "user_presence", "{ev}");
+    assert_eq!(ev["data"][0]["presence"], "reading", "{ev}");
+    let r = f.s.get("/v1/users/@alice/presence", Some(&f.alice));
+    assert_eq!(r.body["data"]["presence"], "reading", "{}", r.body);
+    // An app token has no user to set it for.
+    let r = f.s.get("/v1/posts/streams/global?update_presence=1", Some(&f.app_tok));
+    assert_eq!(r.body["meta"]["updated_presence"], false, "{}", r.body);
+    // Without the parameter nothing is said.
+    assert!(f.s.get("/v1/posts/streams/global", Some(&f.alice)).body["meta"]
+        .get("updated_presence")
+        .is_none());
+}

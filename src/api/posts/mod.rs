@@ -4,7 +4,7 @@
 
 mod graph;
 mod lists;
-mod presence;
+pub(crate) mod presence;
 mod write;
 
 use lists::*;

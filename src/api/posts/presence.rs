@@ -83,7 +83,7 @@ fn wanted(v: Option<&Value>) -> ApiResult<Option<String>> {
     }
 }
 
-fn expiration(v: Option<&Value>, at: i64) -> ApiResult<i64> {
+fn expiration_of(v: Option<&Value>, at: i64) -> ApiResult<i64> {
     let n = match v {
         None | Some(Value::Null) => return Ok(at + DEFAULT_TTL),
         Some(Value::Number(n)) => n.as_i64(),
@@ -105,17 +105,33 @@ pub fn set(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
             body.insert(k.into(), json!(q));
         }
     }
+    let v = ctx.db.read(|c| find_user(c, p[0], Some(uid)))?;
+    if v.id != uid {
+        return Err(ApiError::forbidden("You can set only your own presence (use /users/me/presence)"));
+    }
+    let v = apply(ctx, uid, body.get("presence"), body.get("expiration"))?;
+    Ok(Resp::ok(v))
+}
+
+/// Sets `uid`'s presence (`presence`: missing/`1` online, `0`/`offline`
+/// clears, else the text; `expiration` unix seconds) with its event when
+/// it is set; returns the presence object. Shared by
+/// `PUT /v1/users/me/presence` and `update_presence=` on any call.
+pub(crate) fn apply(
+    ctx: &Ctx,
+    uid: i64,
+    presence: Option<&Value>,
+    expiration: Option<&Value>,
+) -> ApiResult<Value> {
     let at = now();
-    let mut presence = wanted(body.get("presence"))?;
-    let expires = expiration(body.get("expiration"), at)?;
+    let mut presence = wanted(presence)?;
+    let expires = expiration_of(expiration, at)?;
     if expires <= at {
         presence = None;
     }
-    let v = ctx.db.write(|tx| {
-        let u = find_user(tx, p[0], Some(uid))?;
-        if u.id != uid {
-            return Err(ApiError::forbidden("You can set only your own presence (use /users/me/presence)"));
-        }
+    ctx.db.write(|tx| {
+        let u =
+            crate::storage::users::by_id(tx, uid)?.ok_or_else(|| ApiError::not_found("User not found"))?;
         let expires = if presence.is_some() { expires } else { at };
         store::set_presence(tx, uid, presence.as_deref(), expires, at)?;
         let v = presence_value(&ctx.api_url, &u, store::presence_of(tx, uid)?, at);
@@ -131,6 +147,5 @@ pub fn set(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
             })?;
         }
         Ok(v)
-    })?;
-    Ok(Resp::ok(v))
+    })
 }
