@@ -122,7 +122,7 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Resp {
 }
 
 /// `update_presence=<s>` (and `update_presence_expiration`) on any
-/// successful call with a user token sets that user's presence, as
+/// successful call with a user token (scope `presence`) sets that user's presence, as
 /// `PUT /v1/users/me/presence` would (pnut); `meta.updated_presence` says
 /// whether it did.
 fn with_presence(ctx: &Ctx, req: &Req, mut resp: Resp) -> Resp {
@@ -130,7 +130,11 @@ fn with_presence(ctx: &Ctx, req: &Req, mut resp: Resp) -> Resp {
     if resp.status >= 300 || !resp.body.is_object() {
         return resp;
     }
-    let uid = crate::auth::any(&ctx.db, req).ok().and_then(|p| p.user_id);
+    // The same scope as `PUT /v1/users/me/presence`.
+    let uid = crate::auth::any(&ctx.db, req)
+        .ok()
+        .filter(|p| crate::auth::has_scope(&p.scopes, "presence"))
+        .and_then(|p| p.user_id);
     let expiration = req.param("update_presence_expiration").map(|e| serde_json::json!(e));
     let done = uid.is_some_and(|uid| {
         posts::presence::apply(ctx, uid, Some(&serde_json::json!(value)), expiration.as_ref()).is_ok()
