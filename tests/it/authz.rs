@@ -25,14 +25,7 @@ struct Fx {
 
 impl Drop for Fx {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.s.kill_log();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!(
-                "--- server log (last 40 lines) ---\n{}",
-                lines[lines.len().saturating_sub(40)..].join("\n")
-            );
-        }
+        self.s.print_log_if_panicking();
     }
 }
 

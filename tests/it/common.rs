@@ -415,6 +415,19 @@ impl Ws {
 }
 
 impl Server {
+    /// While a test fails (a panic unwinds), kills the server and prints
+    /// the last 40 lines of its log: they help tell why.
+    pub fn print_log_if_panicking(&mut self) {
+        if std::thread::panicking() {
+            let log = self.kill_log();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "--- server log (last 40 lines) ---\n{}",
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
+        }
+    }
+
     /// Kills the server and returns its log (for failure messages).
     pub fn kill_log(&mut self) -> String {
         self.kill()

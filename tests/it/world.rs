@@ -23,14 +23,7 @@ pub struct Fx {
 impl Drop for Fx {
     /// On a failure, the server's log (its last lines) helps tell why.
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.s.kill_log();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!(
-                "--- server log (last 40 lines) ---\n{}",
-                lines[lines.len().saturating_sub(40)..].join("\n")
-            );
-        }
+        self.s.print_log_if_panicking();
     }
 }
 
