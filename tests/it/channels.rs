@@ -1242,3 +1242,24 @@ fn extended_polls_scope_reaches_only_its_type() {
     assert_eq!(poll("com.example.a").status, 201);
     assert_error(&poll("com.example.b"), 403, "does not cover polls of type com.example.b");
 }
+
+/// A placeholder's content may also come as the raw body, in its own
+/// Content-Type (issue 20, part; it used to be a 400).
+#[test]
+fn file_content_as_a_raw_body() {
+    let w = world();
+    let r = w.s.json("POST", "/v1/files", Some(&w.alice), json!({"type": "com.example.test", "name": "raw"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let pid = r.body["data"]["id"].as_str().unwrap().to_string();
+    let put = |body: &str| {
+        w.s.call("PUT", &format!("/v1/files/{pid}/content"), Some(&w.alice), Some(("text/plain", body)))
+    };
+    assert_eq!(put("raw bytes").status, 204);
+    let c = w.s.get(&format!("/v1/files/{pid}/content"), Some(&w.alice));
+    assert_eq!(c.header("Content-Type"), Some("text/plain"));
+    assert_eq!(c.body, "raw bytes");
+    assert_error(&put("again"), 400, "already has its content");
+    // Elsewhere a body in another type is still refused.
+    let r = w.s.call("POST", "/v1/posts", Some(&w.alice), Some(("text/plain", "hello")));
+    assert_error(&r, 400, "Content-Type text/plain is not supported");
+}

@@ -319,14 +319,29 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     Ok(Resp::ok(render(ev.object(), req)))
 }
 
-/// Uploads the content of a placeholder (multipart part `content`) → 204.
+/// Uploads the content of a placeholder → 204: a multipart part `content`,
+/// or the raw body in the file's own Content-Type (pnut takes both).
 pub fn put_content(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let fl = filer(ctx, req)?;
     let uid = fl.uid;
-    let up = upload(req)?;
-    let (data, _, mime) = up
-        .content
-        .ok_or_else(|| ApiError::bad_request("content: required (a multipart part named content)"))?;
+    let raw = !matches!(
+        req.content_type().as_deref(),
+        Some("multipart/form-data") | Some("application/x-www-form-urlencoded") | Some("application/json")
+    );
+    let (data, mime): (&[u8], Option<String>) = if raw {
+        if req.body.is_empty() {
+            return Err(ApiError::bad_request(
+                "content: required (the raw body or a multipart part named content)",
+            ));
+        }
+        (&req.body, req.header("content-type").map(|t| t.trim().to_string()))
+    } else {
+        let up = upload(req)?;
+        let (data, _, mime) = up
+            .content
+            .ok_or_else(|| ApiError::bad_request("content: required (a multipart part named content)"))?;
+        (data, mime)
+    };
     ctx.db.write(|tx| {
         let f = fl.check(owned_file(tx, p[0], uid)?)?;
         if f.size.is_some() {
