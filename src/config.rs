@@ -43,6 +43,10 @@ pub struct Config {
     pub head_timeout: Duration,
     pub body_timeout: Duration,
     pub ws_max_message: usize,
+    /// `--open-registration`: the sign-up page is open to anyone.
+    pub open_registration: bool,
+    /// How long an OAuth authorization code may be exchanged.
+    pub oauth_code_secs: i64,
 }
 
 /// One flag: its name, env var, default (as text) and help.
@@ -200,6 +204,18 @@ pub const FLAGS: &[Flag] = &[
         help: "largest websocket message or frame a client may send (bytes; 1009 close above)",
     },
     Flag {
+        name: "--open-registration",
+        env: "SPOUT_OPEN_REGISTRATION",
+        default: "off",
+        help: "let anyone create an account at /oauth/register (a switch: on, off; alone means on)",
+    },
+    Flag {
+        name: "--oauth-code-secs",
+        env: "SPOUT_OAUTH_CODE_SECS",
+        default: "300",
+        help: "how long an OAuth authorization code may be exchanged for a token (seconds)",
+    },
+    Flag {
         name: "--sync",
         env: "SPOUT_SYNC",
         default: "normal",
@@ -224,8 +240,10 @@ impl Config {
                 .iter()
                 .position(|f| f.name == name)
                 .ok_or_else(|| format!("unknown flag {arg} (see spout --help)"))?;
+            // A switch (default off) alone means on.
             let value = match inline {
                 Some(v) => v,
+                None if FLAGS[idx].default == "off" => "on".to_string(),
                 None => {
                     i += 1;
                     args.get(i).cloned().ok_or_else(|| format!("{name} needs a value"))?
@@ -286,6 +304,12 @@ impl Config {
             head_timeout: Duration::from_secs(num("--head-timeout-secs", 1)?),
             body_timeout: Duration::from_secs(num("--body-timeout-secs", 1)?),
             ws_max_message: num("--ws-max-message", 125)? as usize,
+            open_registration: match get("--open-registration").as_str() {
+                "on" | "1" | "true" => true,
+                "off" | "0" | "false" => false,
+                other => return Err(format!("--open-registration: expected on or off, got {other}")),
+            },
+            oauth_code_secs: num("--oauth-code-secs", 0)? as i64,
         })
     }
 

@@ -20,6 +20,8 @@ pub struct Ctx {
     pub published: Published,
     /// Wakes the poll closer when a poll is created.
     pub polls: crate::jobs::polls::Waker,
+    /// The web pages' settings (`web`).
+    pub web: crate::web::WebConfig,
 }
 
 /// The flag-set limits `GET /v1/sys/config` publishes.

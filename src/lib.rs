@@ -30,4 +30,5 @@ mod text;
 mod thread;
 mod transport;
 pub mod util;
+pub mod web;
 mod wire;

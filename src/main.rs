@@ -81,7 +81,11 @@ const ADMIN: &[(&[&str], &str, &str)] = &[
         "adds a user; the password on standard input",
     ),
     (&["user", "list"], "user list", "lists the users"),
-    (&["app", "add"], "app add NAME", "registers an app; prints its client_id and (once) its secret"),
+    (
+        &["app", "add"],
+        "app add [--redirect-uri URI]... [--url URL] [--password-grant] NAME",
+        "registers an app; prints its client_id and (once) its secret. --redirect-uri (repeatable) is where the OAuth flow may send users back (urn:ietf:wg:oauth:2.0:oob shows the result on a page); --password-grant lets it trade passwords for tokens",
+    ),
     (&["app", "list"], "app list", "lists the apps"),
     (
         &["token", "add"],
@@ -164,12 +168,7 @@ fn admin(mut args: Vec<String>) -> CliResult {
             }
             let [name] = rest.as_slice() else { return Err(admin_usage(&words)) };
             let name = name.to_string();
-            let ok = !name.is_empty()
-                && name.len() <= 20
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !ok {
-                return Err(usage("username: 1 to 20 characters: letters, digits and _"));
-            }
+            users::check_username(&name).map_err(usage)?;
             let mut pw = String::new();
             std::io::stdin().read_to_string(&mut pw).map_err(fail)?;
             let pw = pw.trim_end_matches(['\n', '\r']).to_string();
@@ -194,10 +193,43 @@ fn admin(mut args: Vec<String>) -> CliResult {
                 list.iter().map(|u| json!({"id": u.id.to_string(), "username": u.username})).collect();
             print_json(&json!(v));
         }
-        ["app", "add", name] => {
+        ["app", "add", ..] => {
+            let mut rest: Vec<String> = args[2..].to_vec();
+            let mut uris = Vec::new();
+            while let Some(uri) = take_flag(&mut rest, "--redirect-uri")? {
+                spout::web::redirect::check_registrable(&uri).map_err(usage)?;
+                uris.push(uri);
+            }
+            let url = take_flag(&mut rest, "--url")?.unwrap_or_default();
+            let password_grant = match rest.iter().position(|a| a == "--password-grant") {
+                Some(i) => {
+                    rest.remove(i);
+                    true
+                }
+                None => false,
+            };
+            let [name] = rest.as_slice() else { return Err(admin_usage(&words)) };
+            if name.starts_with('-') {
+                return Err(usage(format!("unknown flag {name}")));
+            }
             let name = name.to_string();
-            let (app, secret) = db()?.write(|tx| Ok(apps::create_app(tx, &name)?)).map_err(e)?;
-            print_json(&json!({"name": app.name, "client_id": app.client_id, "client_secret": secret}));
+            let (app, secret) = db()?
+                .write(|tx| {
+                    let (app, secret) = apps::create_app(tx, &name, password_grant)?;
+                    apps::set_url(tx, app.id, &url)?;
+                    for u in &uris {
+                        spout::storage::oauth::add_redirect_uri(tx, app.id, u)?;
+                    }
+                    Ok((app, secret))
+                })
+                .map_err(e)?;
+            print_json(&json!({
+                "name": app.name,
+                "client_id": app.client_id,
+                "client_secret": secret,
+                "redirect_uris": uris,
+                "password_grant": password_grant,
+            }));
         }
         ["app", "list"] => {
             let list = db()?.read(|c| Ok(apps::list_apps(c)?)).map_err(e)?;

@@ -46,6 +46,7 @@ pub fn start(mut cfg: Config) -> Result<ServerHandle, String> {
     let stream_addr = stream_listener.local_addr().map_err(|e| e.to_string())?;
 
     let api_url = cfg.public_api_url.clone().unwrap_or_else(|| format!("http://{api_addr}"));
+    let api_url_https = api_url.starts_with("https://");
     let stream_base = cfg.public_stream_url.clone().unwrap_or_else(|| format!("ws://{stream_addr}"));
 
     // Streams whose ?auto_delete=1 connection died with the last process.
@@ -77,6 +78,12 @@ pub fn start(mut cfg: Config) -> Result<ServerHandle, String> {
             rate_limit: cfg.rate_limit,
             rate_window_secs: cfg.rate_window.as_secs(),
             conns_per_app: cfg.max_conns_per_app,
+        },
+        web: crate::web::WebConfig {
+            open_registration: cfg.open_registration,
+            code_secs: cfg.oauth_code_secs,
+            secure_cookies: api_url_https,
+            registrations: crate::ratelimit::RateLimiter::new(5, Duration::from_secs(3600)),
         },
     });
     let sink_hub = hub.clone();
@@ -344,20 +351,28 @@ fn preflight() -> Resp {
         .header("Access-Control-Max-Age", "86400")
 }
 
+/// Is this a web page (`web`), which is never shared with other origins?
+fn is_page(path: &str) -> bool {
+    path.starts_with("/oauth/")
+}
+
 fn respond(rq: tiny_http::Request, mut resp: Resp, pretty: bool, close: bool) {
     let (status, extra) = (resp.status, std::mem::take(&mut resp.headers));
     let (content_type, body) = resp.into_body(pretty);
     let mut r = tiny_http::Response::from_data(body).with_status_code(status);
-    // Every answer says what it is and may not be taken for anything else,
-    // and may be read by a browser client on another origin (pnut turns
-    // CORS on; tokens travel in a header, never in a cookie, so `*` lends
-    // a page no credentials it did not have).
+    // Every answer says what it is and may not be taken for anything else.
+    // API answers may be read by a browser client on another origin (pnut
+    // turns CORS on; API tokens travel in a header, never in a cookie, so
+    // `*` lends a page no credentials it did not have). The web pages do
+    // use a cookie: no other origin may read them.
     let mut headers = vec![
         ("Content-Type".to_string(), content_type),
         ("X-Content-Type-Options".to_string(), "nosniff".to_string()),
-        ("Access-Control-Allow-Origin".to_string(), "*".to_string()),
-        ("Access-Control-Expose-Headers".to_string(), CORS_EXPOSED.to_string()),
     ];
+    if !is_page(rq.url()) {
+        headers.push(("Access-Control-Allow-Origin".to_string(), "*".to_string()));
+        headers.push(("Access-Control-Expose-Headers".to_string(), CORS_EXPOSED.to_string()));
+    }
     headers.extend(extra);
     if close {
         headers.push(("Connection".into(), "close".into()));
@@ -422,7 +437,8 @@ fn handle(
         return respond(rq, Resp::error(&too_large()), pretty, true);
     }
     if rq.method().as_str() == "OPTIONS" {
-        return respond(rq, preflight(), pretty, false);
+        let answer = if is_page(rq.url()) { Resp::bytes(204, "text/plain", Vec::new()) } else { preflight() };
+        return respond(rq, answer, pretty, false);
     }
     let mut req = Req::new(rq.method().as_str(), rq.url(), headers, body);
     req.remote = rq.remote_addr().map(|a| a.ip());
@@ -433,10 +449,19 @@ fn handle(
                 .retry_after(v.reset),
         ),
         _ => {
-            // The token endpoint bounds its own slow work (the login pool),
-            // so password checks cannot take every place from other requests.
-            let _pass = (req.path != "/v1/oauth/access_token").then(|| gate.enter());
-            catch_unwind(AssertUnwindSafe(|| api::dispatch(ctx, &req))).unwrap_or_else(|_| {
+            // The token endpoint and the sign-in form bound their own slow
+            // work (the login pool), so password checks cannot take every
+            // place from other requests.
+            let guarded = req.path == "/v1/oauth/access_token" || req.path == "/oauth/signin";
+            let _pass = (!guarded).then(|| gate.enter());
+            let answer = || {
+                if is_page(&req.path) {
+                    crate::web::dispatch(ctx, &req)
+                } else {
+                    api::dispatch(ctx, &req)
+                }
+            };
+            catch_unwind(AssertUnwindSafe(answer)).unwrap_or_else(|_| {
                 log::error!("handler panicked on {} {}", req.method, req.path);
                 Resp::error(&ApiError::internal())
             })

@@ -17,6 +17,7 @@ use crate::http::{Req, Resp};
 pub use crate::ctx::Ctx;
 pub use crate::http::params::parse_id;
 pub use oauth::revoke_token;
+pub(crate) use oauth::{grant_user as oauth_grant, revoke_authorization};
 
 /// The `token` event for a grant made by `spout admin token add`.
 pub fn admin_token_event(

@@ -10,7 +10,7 @@ use crate::event::{Audience, AuthChange, NewEvent, ObjType, Signal};
 use crate::http::{str_field, Req, Resp};
 use crate::login::Checked;
 use crate::model::{self, prune, Kind, Opts};
-use crate::storage::{apps, users, App, Principal, Tx};
+use crate::storage::{apps, oauth, users, App, Principal, Tx};
 use crate::util::now;
 use serde_json::{json, Value};
 
@@ -83,25 +83,122 @@ pub fn access_token(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
                 Checked::Wrong => None,
             };
             let user = user.ok_or_else(bad_credentials)?;
+            if !app.password_grant {
+                return Err(ApiError::forbidden(
+                    "This app may not use the password grant: send the user through /oauth/authenticate",
+                ));
+            }
             let out = ctx.db.write(|tx| {
-                let g = apps::grant(tx, app.id, user.id, &scopes)?;
-                if g.changed {
-                    emit_token_event(tx, &ctx.api_url, &app, user.id, Some(&scopes))?;
-                }
-                let uv = user_value(tx, &ctx.api_url, &user, Some(user.id))?;
-                Ok(json!({
-                    "access_token": g.token,
-                    "token": model::token(&app, &scopes, Some(uv)),
-                    "user_id": user.id.to_string(),
-                    "username": user.username,
-                }))
+                let g = grant_user(tx, &ctx.api_url, &app, user.id, &scopes)?;
+                user_token_answer(tx, &ctx.api_url, &app, &user, &scopes, &g.token)
             })?;
             Ok(Resp::plain(200, out).header("X-OAuth-Scopes", &scopes.join(",")))
         }
+        "authorization_code" => {
+            let secret = required(&body, "client_secret")?;
+            let code = required(&body, "code")?;
+            let redirect_uri = required(&body, "redirect_uri")?;
+            let verifier = str_field(&body, "code_verifier")?;
+            let app = ctx.db.read(|c| Ok(apps::app_with_secret(c, client_id, secret)?));
+            let app = app?.ok_or_else(bad_credentials)?;
+            let (out, scopes) = exchange_code(ctx, &app, code, redirect_uri, verifier)?;
+            Ok(Resp::plain(200, out).header("X-OAuth-Scopes", &scopes.join(",")))
+        }
         other => Err(ApiError::bad_request(format!(
-            "grant_type: '{other}' is not supported (use client_credentials or password)"
+            "grant_type: '{other}' is not supported (use authorization_code, client_credentials or password)"
         ))),
     }
+}
+
+/// Authorizes `user_id` for `app` with `scopes` and mints a token; the
+/// `token` event when the authorization is new or its scopes changed.
+pub(crate) fn grant_user(
+    tx: &mut Tx,
+    api_url: &str,
+    app: &App,
+    user_id: i64,
+    scopes: &[String],
+) -> ApiResult<apps::Grant> {
+    let g = apps::grant(tx, app.id, user_id, scopes)?;
+    if g.changed {
+        emit_token_event(tx, api_url, app, user_id, Some(scopes))?;
+    }
+    Ok(g)
+}
+
+/// What the token endpoint answers for a user token (pnut's shape).
+fn user_token_answer(
+    tx: &Tx,
+    api_url: &str,
+    app: &App,
+    user: &users::UserRow,
+    scopes: &[String],
+    token: &str,
+) -> ApiResult<Value> {
+    let uv = user_value(tx, api_url, user, Some(user.id))?;
+    Ok(json!({
+        "access_token": token,
+        "token": model::token(app, scopes, Some(uv)),
+        "user_id": user.id.to_string(),
+        "username": user.username,
+    }))
+}
+
+/// Trades an authorization code for a token: the code must be this app's,
+/// unexpired, unused, for this exact `redirect_uri`, and pass its PKCE
+/// challenge when it has one. A second use of a code revokes the token the
+/// first one made (RFC 6749 §4.1.2) and is refused.
+fn exchange_code(
+    ctx: &Ctx,
+    app: &App,
+    code: &str,
+    redirect_uri: &str,
+    verifier: Option<&str>,
+) -> ApiResult<(Value, Vec<String>)> {
+    let invalid = |why: &str| ApiError::bad_request(format!("code: {why}"));
+    ctx.db.write(|tx| {
+        let c =
+            oauth::code(tx, code)?.filter(|c| c.app_id == app.id).ok_or_else(|| invalid("unknown code"))?;
+        if let Some(token_id) = c.token_id {
+            let p =
+                Principal { token_id, app: app.clone(), user_id: Some(c.user_id), scopes: c.scopes.clone() };
+            if apps::token_exists(tx, token_id)? {
+                revoke_token(tx, &ctx.api_url, &p)?;
+            }
+            return Ok(Err(invalid("already used; the token it gave was revoked")));
+        }
+        if c.expires_at <= now() {
+            return Ok(Err(invalid("expired; send the user through the flow again")));
+        }
+        if c.redirect_uri != redirect_uri {
+            return Ok(Err(ApiError::bad_request("redirect_uri: not the one the code was issued for")));
+        }
+        match (&c.challenge, verifier) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                return Ok(Err(ApiError::bad_request(
+                    "code_verifier: the authorization request had no code_challenge",
+                )))
+            }
+            (Some(_), None) => return Ok(Err(ApiError::bad_request("code_verifier: required (PKCE)"))),
+            (Some(ch), Some(v)) => {
+                if !crate::util::ct_eq(pkce_s256(v).as_bytes(), ch.as_bytes()) {
+                    return Ok(Err(ApiError::bad_request(
+                        "code_verifier: does not match the code_challenge",
+                    )));
+                }
+            }
+        }
+        let user = users::by_id(tx, c.user_id)?.ok_or_else(|| invalid("unknown code"))?;
+        let g = grant_user(tx, &ctx.api_url, app, user.id, &c.scopes)?;
+        oauth::mark_code_used(tx, code, g.token_id)?;
+        Ok(Ok((user_token_answer(tx, &ctx.api_url, app, &user, &c.scopes, &g.token)?, c.scopes)))
+    })?
+}
+
+/// PKCE S256 (RFC 7636 §4.2): base64url(SHA-256(verifier)), unpadded.
+pub(crate) fn pkce_s256(verifier: &str) -> String {
+    crate::util::base64url(&crate::util::sha256(verifier))
 }
 
 fn token_value(ctx: &Ctx, p: &Principal, req: &Req) -> ApiResult<Value> {
@@ -140,6 +237,18 @@ pub fn revoke_token(tx: &mut Tx, api_url: &str, p: &Principal) -> ApiResult<()> 
         emit_token_event(tx, api_url, &p.app, uid, None)?;
     }
     tx.signal(Signal::TokenRevoked { token_id: p.token_id })
+}
+
+/// Ends `user_id`'s authorization of `app` with all its tokens (the
+/// authorized apps page): the `token` event, and the signals that close
+/// live streams opened with any of them. False if there was none.
+pub fn revoke_authorization(tx: &mut Tx, api_url: &str, app: &App, user_id: i64) -> ApiResult<bool> {
+    let Some(tokens) = apps::revoke_authorization(tx, app.id, user_id)? else { return Ok(false) };
+    emit_token_event(tx, api_url, app, user_id, None)?;
+    for token_id in tokens {
+        tx.signal(Signal::TokenRevoked { token_id })?;
+    }
+    Ok(true)
 }
 
 pub fn app_user_ids(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {

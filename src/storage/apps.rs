@@ -11,6 +11,8 @@ pub struct App {
     pub name: String,
     pub url: String,
     pub created_at: i64,
+    /// May use the password grant (`spout admin app add --password-grant`).
+    pub password_grant: bool,
 }
 
 /// Who is calling: the token, its app, and for user tokens the user and
@@ -31,7 +33,7 @@ pub struct AuthRow {
     pub scopes: Vec<String>,
 }
 
-const APP_COLS: &str = "a.id, a.client_id, a.name, a.url, a.created_at";
+const APP_COLS: &str = "a.id, a.client_id, a.name, a.url, a.created_at, a.password_grant";
 
 fn app_from(r: &Row, at: usize) -> rusqlite::Result<App> {
     Ok(App {
@@ -40,6 +42,7 @@ fn app_from(r: &Row, at: usize) -> rusqlite::Result<App> {
         name: r.get(at + 2)?,
         url: r.get(at + 3)?,
         created_at: r.get(at + 4)?,
+        password_grant: r.get(at + 5)?,
     })
 }
 
@@ -48,16 +51,21 @@ fn split_scopes(s: &str) -> Vec<String> {
 }
 
 /// Creates an app; returns it with its secret (shown once, stored hashed).
-pub fn create_app(c: &Connection, name: &str) -> rusqlite::Result<(App, String)> {
+pub fn create_app(c: &Connection, name: &str, password_grant: bool) -> rusqlite::Result<(App, String)> {
     // 24 random bytes → 32 URL-safe characters, the shape of pnut client ids.
     let client_id = crate::util::base64url(&crate::util::random_bytes(24));
     let secret = new_secret();
     c.qexec(
-        "INSERT INTO apps (client_id, secret_hash, name, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![client_id, sha256(&secret), name, now()],
+        "INSERT INTO apps (client_id, secret_hash, name, created_at, password_grant) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![client_id, sha256(&secret), name, now(), password_grant],
     )?;
     let app = app_by_id(c, c.last_insert_rowid())?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     Ok((app, secret))
+}
+
+pub fn set_url(c: &Connection, app_id: i64, url: &str) -> rusqlite::Result<()> {
+    c.qexec("UPDATE apps SET url = ?1 WHERE id = ?2", params![url, app_id])?;
+    Ok(())
 }
 
 pub fn app_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<App>> {
@@ -77,7 +85,7 @@ pub fn app_with_secret(c: &Connection, client_id: &str, secret: &str) -> rusqlit
         .qrow(
             &format!("SELECT {APP_COLS}, a.secret_hash FROM apps a WHERE a.client_id = ?1"),
             [client_id],
-            |r| Ok((app_from(r, 0)?, r.get::<_, Vec<u8>>(5)?)),
+            |r| Ok((app_from(r, 0)?, r.get::<_, Vec<u8>>(6)?)),
         )
         .optional()?;
     let given = sha256(secret);
@@ -217,4 +225,59 @@ pub fn grants_of_app(
     app_id: i64,
 ) -> rusqlite::Result<std::collections::HashMap<i64, Vec<String>>> {
     Ok(authorizations_of_app(c, app_id)?.into_iter().map(|a| (a.user_id, a.scopes)).collect())
+}
+
+/// The scopes `user_id` granted `app_id`, if they authorized it.
+pub fn scopes_granted(c: &Connection, app_id: i64, user_id: i64) -> rusqlite::Result<Option<Vec<String>>> {
+    c.qrow(
+        "SELECT scopes FROM authorizations WHERE app_id = ?1 AND user_id = ?2",
+        params![app_id, user_id],
+        |r| Ok(split_scopes(&r.get::<_, String>(0)?)),
+    )
+    .optional()
+}
+
+/// One app a user authorized, for the "your authorized apps" page.
+pub struct UserAuth {
+    pub app: App,
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+}
+
+/// The apps `user_id` authorized, newest first.
+pub fn authorizations_of_user(c: &Connection, user_id: i64) -> rusqlite::Result<Vec<UserAuth>> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {APP_COLS}, au.scopes, au.created_at FROM authorizations au JOIN apps a ON a.id = au.app_id
+         WHERE au.user_id = ?1 ORDER BY au.created_at DESC, au.id DESC"
+    ))?;
+    let rows = st.query_map([user_id], |r| {
+        Ok(UserAuth {
+            app: app_from(r, 0)?,
+            scopes: split_scopes(&r.get::<_, String>(6)?),
+            created_at: r.get(7)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Ends `user_id`'s authorization of `app_id` with every token it has;
+/// returns the ids of the tokens deleted, `None` when there was none.
+pub fn revoke_authorization(c: &Connection, app_id: i64, user_id: i64) -> rusqlite::Result<Option<Vec<i64>>> {
+    let auth: Option<i64> = c
+        .qrow(
+            "SELECT id FROM authorizations WHERE app_id = ?1 AND user_id = ?2",
+            params![app_id, user_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(auth) = auth else { return Ok(None) };
+    let mut st = c.prepare_cached("SELECT id FROM tokens WHERE authorization_id = ?1")?;
+    let ids = st.query_map([auth], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
+    c.qexec("DELETE FROM tokens WHERE authorization_id = ?1", [auth])?;
+    c.qexec("DELETE FROM authorizations WHERE id = ?1", [auth])?;
+    Ok(Some(ids))
+}
+
+pub fn token_exists(c: &Connection, token_id: i64) -> rusqlite::Result<bool> {
+    c.qrow("SELECT EXISTS (SELECT 1 FROM tokens WHERE id = ?1)", [token_id], |r| r.get(0))
 }

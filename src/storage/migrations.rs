@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/007_drop_events_by_time.sql"),
     include_str!("../../migrations/008_events_by_object.sql"),
     include_str!("../../migrations/009_user_images.sql"),
+    include_str!("../../migrations/010_oauth_web.sql"),
 ];
 
 /// The schema version this build writes.

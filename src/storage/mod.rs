@@ -11,6 +11,7 @@ pub mod files;
 pub mod filters;
 pub mod messages;
 pub mod migrations;
+pub mod oauth;
 mod page;
 pub mod polls;
 pub mod posts;
@@ -415,7 +416,7 @@ mod tests {
         let (db, dir) = temp_db("principal");
         let (app, token) = db
             .write(|tx| {
-                let (app, _) = apps::create_app(tx, "A")?;
+                let (app, _) = apps::create_app(tx, "A", false)?;
                 Ok((app.id, apps::create_app_token(tx, app.id)?.1))
             })
             .unwrap();

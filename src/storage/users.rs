@@ -68,6 +68,18 @@ fn password_ok(stored: &str, given: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The username rule (admin and open sign-up): 1 to 20 characters,
+/// letters, digits and `_`.
+pub fn check_username(name: &str) -> Result<(), String> {
+    let ok =
+        !name.is_empty() && name.len() <= 20 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err("username: 1 to 20 characters: letters, digits and _".into())
+    }
+}
+
 /// `None` if the username is taken.
 pub fn create(c: &Connection, username: &str, password_hash: &str) -> rusqlite::Result<Option<UserRow>> {
     let r = c.qexec(

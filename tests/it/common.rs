@@ -193,9 +193,16 @@ impl Server {
         v["id"].as_str().unwrap().to_string()
     }
 
-    /// Registers an app; returns (client_id, client_secret).
+    /// Registers an app that may use the password grant (the tests' way to
+    /// get user tokens); returns (client_id, client_secret).
     pub fn add_app(&self, name: &str) -> (String, String) {
-        let v: Value = serde_json::from_str(&self.admin(&["app", "add", name], "")).unwrap();
+        self.add_app_with(&["--password-grant", name])
+    }
+
+    /// `spout admin app add` with these arguments; (client_id, client_secret).
+    pub fn add_app_with(&self, args: &[&str]) -> (String, String) {
+        let all: Vec<&str> = ["app", "add"].iter().chain(args).copied().collect();
+        let v: Value = serde_json::from_str(&self.admin(&all, "")).unwrap();
         (v["client_id"].as_str().unwrap().to_string(), v["client_secret"].as_str().unwrap().to_string())
     }
 

@@ -11,6 +11,7 @@ mod common;
 mod delivery;
 mod filters;
 mod listeners;
+mod oauth_web;
 mod ops;
 mod posts;
 mod rate_limits;

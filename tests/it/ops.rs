@@ -182,7 +182,10 @@ fn the_command_line_helps_and_never_creates_a_database_by_accident() {
         assert!(out.contains("usage"), "{args:?}: {out}");
     }
     let (_, out, _) = run(&["admin", "app", "add", "--help"]);
-    assert!(out.contains("spout admin app add NAME") && !out.contains("token revoke"), "{out}");
+    assert!(
+        out.contains("spout admin app add [--redirect-uri URI]") && !out.contains("token revoke"),
+        "{out}"
+    );
     assert!(!dir.0.join("spout.db").exists(), "--help created a database");
     let (code, _, err) = run(&["admin", "app", "list", "--db", &db]);
     assert_eq!(code, Some(1));
@@ -190,7 +193,7 @@ fn the_command_line_helps_and_never_creates_a_database_by_accident() {
     assert!(!std::path::Path::new(&db).exists(), "an admin command created a database");
     let (code, _, err) = run(&["admin", "app", "add", "--db", &db, "--create"]);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("usage: spout admin app add NAME"), "{err}");
+    assert!(err.contains("usage: spout admin app add [--redirect-uri URI]") && err.contains("NAME"), "{err}");
     let (code, out, err) = run(&["admin", "app", "add", "Mine", "--db", &db, "--create"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains(r#""name": "Mine""#), "{out}");
