@@ -80,4 +80,35 @@ mod tests {
             .collect();
         assert_eq!(ids, [Some(12), None, Some(7)]);
     }
+
+    /// Version 10: apps made before it keep the password grant; new ones
+    /// do not get it unless asked.
+    #[test]
+    fn version_10_keeps_the_password_grant_of_existing_apps() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA_V1).unwrap();
+        for sql in &MIGRATIONS[..8] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 9).unwrap();
+        c.execute(
+            "INSERT INTO apps (client_id, secret_hash, name, created_at) VALUES ('old', x'00', 'Old', 0)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        c.execute(
+            "INSERT INTO apps (client_id, secret_hash, name, created_at) VALUES ('new', x'00', 'New', 0)",
+            [],
+        )
+        .unwrap();
+        let grants: Vec<(String, bool)> = c
+            .prepare("SELECT client_id, password_grant FROM apps ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(grants, [("old".to_string(), true), ("new".to_string(), false)]);
+    }
 }

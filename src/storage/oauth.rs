@@ -36,10 +36,21 @@ pub struct Code {
     pub token_id: Option<i64>,
 }
 
+/// Codes a user may have waiting to be exchanged; a new one past this
+/// ends the oldest (each consent makes one, so a loop of consents cannot
+/// grow the table).
+pub const OPEN_CODES_PER_USER: i64 = 20;
+
 /// Issues a code valid for `ttl_secs`; returns it (the row keeps its hash).
 pub fn create_code(c: &Connection, code: &Code, ttl_secs: i64) -> rusqlite::Result<String> {
     let t = now();
     c.qexec("DELETE FROM oauth_codes WHERE expires_at < ?1", [t])?;
+    c.qexec(
+        "DELETE FROM oauth_codes WHERE user_id = ?1 AND token_id IS NULL AND hash NOT IN
+           (SELECT hash FROM oauth_codes WHERE user_id = ?1 AND token_id IS NULL
+            ORDER BY expires_at DESC LIMIT ?2)",
+        params![code.user_id, OPEN_CODES_PER_USER - 1],
+    )?;
     let secret = new_secret();
     c.qexec(
         "INSERT INTO oauth_codes (hash, app_id, user_id, scopes, redirect_uri, challenge, expires_at)
