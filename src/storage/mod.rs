@@ -9,6 +9,7 @@ mod event_log;
 pub mod events;
 pub mod files;
 pub mod filters;
+pub mod interactions;
 pub mod messages;
 pub mod migrations;
 pub mod oauth;

@@ -10,6 +10,7 @@ mod channels;
 mod common;
 mod delivery;
 mod filters;
+mod interactions;
 mod listeners;
 mod oauth_web;
 mod ops;

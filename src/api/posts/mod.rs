@@ -3,6 +3,7 @@
 //! event in the same transaction.
 
 mod graph;
+mod interactions;
 mod lists;
 pub(crate) mod presence;
 mod write;
@@ -43,6 +44,8 @@ pub const ROUTES: &[Route] = &[
     ("DELETE", "/v1/posts/{}/bookmark", unbookmark),
     ("GET", "/v1/posts/{}/thread", thread),
     ("GET", "/v1/posts/{}/revisions", revisions),
+    ("GET", "/v1/posts/{}/interactions", interactions::of_post),
+    ("GET", "/v1/users/me/interactions", interactions::of_me),
     ("GET", "/v1/users/{}/posts", user_posts),
     ("GET", "/v1/users/{}/mentions", user_mentions),
     ("GET", "/v1/users/{}/bookmarks", user_bookmarks),
@@ -135,6 +138,8 @@ pub(super) fn page_meta(page: &Listed) -> Map<String, Value> {
     let keys: Vec<i64> = page.items.iter().map(|it| it.pid).collect();
     crate::http::params::page_meta(&keys, page.more)
 }
+
+pub(super) use crate::http::params::page_meta as page_meta_keys;
 
 /// The full post object: everything included (raw, html, counts), the
 /// viewer's flags if there is one. Callers prune with `View::post`.
