@@ -8,6 +8,7 @@ pub mod limits;
 mod oauth;
 mod ops;
 mod posts;
+mod search;
 pub(crate) mod streams;
 mod users;
 
@@ -38,12 +39,12 @@ pub type Route = (&'static str, &'static str, Handler);
 /// pattern that matches wins, so literal paths come before `{}` ones.
 const ROUTES: &[Route] = &[
     ("GET", "/health", ops::health),
-    // pnut endpoints this server does not have, which a `{}` route below
-    // would otherwise take for an id (a 400): a 404 that says so.
-    ("GET", "/v1/users/search", ops::not_here),
-    ("GET", "/v1/posts/search", ops::not_here),
-    ("GET", "/v1/channels/search", ops::not_here),
-    ("GET", "/v1/polls/search", ops::not_here),
+    // Before the `{}` routes that would take `search` for an id.
+    ("GET", "/v1/users/search", search::users),
+    ("GET", "/v1/posts/search", posts::search),
+    ("GET", "/v1/channels/search", channels::search),
+    ("GET", "/v1/channels/messages/search", channels::search_messages),
+    ("GET", "/v1/polls/search", channels::search_polls),
     ("GET", "/v1/sys/config", ops::sys_config),
     ("POST", "/v1/text/process", ops::text_process),
     ("GET", "/v1/stats", ops::stats),

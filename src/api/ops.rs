@@ -84,12 +84,3 @@ pub fn text_process(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let v = ctx.db.read(|c| Ok(crate::storage::users::text_content(c, text)))?;
     Ok(Resp::ok(v))
 }
-
-/// A pnut endpoint this server does not implement (yet): a 404 naming it,
-/// not a 400 from the `{id}` route it would otherwise fall into.
-pub fn not_here(_: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
-    Err(ApiError::not_found(format!(
-        "Not found: {} is a pnut endpoint this server does not implement",
-        req.path
-    )))
-}

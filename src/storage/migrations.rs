@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/008_events_by_object.sql"),
     include_str!("../../migrations/009_user_images.sql"),
     include_str!("../../migrations/010_oauth_web.sql"),
+    include_str!("../../migrations/011_search.sql"),
 ];
 
 /// The schema version this build writes.
@@ -110,5 +111,32 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert_eq!(grants, [("old".to_string(), true), ("new".to_string(), false)]);
+    }
+
+    /// Version 11 indexes what is already there; deleted posts and reposts
+    /// are not found.
+    #[test]
+    fn version_11_indexes_existing_rows() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA_V1).unwrap();
+        for sql in &MIGRATIONS[..9] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 10).unwrap();
+        c.execute_batch(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (1, 'alice', '', 0);
+             INSERT INTO apps (id, client_id, secret_hash, name, created_at) VALUES (1, 'c', x'00', 'A', 0);
+             INSERT INTO posts (id, user_id, app_id, created_at, thread_id, content) VALUES
+                 (1, 1, 1, 0, 1, '{\"text\":\"hello fox\"}'),
+                 (2, 1, 1, 0, 2, '{\"text\":\"gone fox\"}');
+             UPDATE posts SET is_deleted = 1 WHERE id = 2;",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let found = |sql: &str| -> Vec<i64> {
+            c.prepare(sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+        assert_eq!(found("SELECT rowid FROM posts_fts WHERE posts_fts MATCH 'fox'"), [1]);
+        assert_eq!(found("SELECT rowid FROM users_fts WHERE users_fts MATCH 'alice'"), [1]);
     }
 }

@@ -352,7 +352,7 @@ pub struct Listed {
 }
 
 /// Runs `inner` (a SELECT of `pid, oid, extra`) through the page window.
-fn paged(c: &Connection, inner: &str, mut args: Vec<Sql>, p: &Page) -> rusqlite::Result<Listed> {
+pub(super) fn paged(c: &Connection, inner: &str, mut args: Vec<Sql>, p: &Page) -> rusqlite::Result<Listed> {
     let n = p.count.unsigned_abs() as i64;
     let order = if p.count < 0 { "ASC" } else { "DESC" };
     let sql = format!(
@@ -386,6 +386,8 @@ pub enum PostList {
     Tag(String),
     /// Posts in this thread.
     Thread(i64),
+    /// A search (never deleted posts, never reposts).
+    Search(Box<super::search::PostSearch>),
 }
 
 /// Which posts a list leaves out.
@@ -434,6 +436,10 @@ pub fn post_page(c: &Connection, list: &PostList, hide: Hide, p: &Page) -> rusql
             args.push(Sql::Integer(*t));
             "p.thread_id = ?".into()
         }
+        PostList::Search(s) => {
+            cond.push_str(" AND p.is_deleted = 0");
+            super::search::post_filter(s, &mut args)
+        }
     };
     cond.push_str(" AND ");
     cond.push_str(&which);
@@ -448,7 +454,10 @@ pub fn post_page(c: &Connection, list: &PostList, hide: Hide, p: &Page) -> rusql
             cond.push_str(" AND p.user_id NOT IN (SELECT muted_id FROM mutes WHERE user_id = ?)");
         }
     }
-    let inner = format!("SELECT p.id AS pid, p.id AS oid, NULL AS extra FROM posts p WHERE {cond}");
+    let inner = match list {
+        PostList::Search(s) => super::search::post_inner(s, &cond, &mut args),
+        _ => format!("SELECT p.id AS pid, p.id AS oid, NULL AS extra FROM posts p WHERE {cond}"),
+    };
     paged(c, &inner, args, p)
 }
 

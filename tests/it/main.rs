@@ -19,5 +19,6 @@ mod rate_limits;
 mod replay;
 mod retention;
 mod robustness;
+mod search;
 mod streams;
 mod world;

@@ -337,14 +337,18 @@ fn sys_config_and_text_process() {
     assert_error(&s.json("POST", "/v1/text/process", None, json!({"text": "x"})), 401, "");
 }
 
-/// Unknown endpoints under a known prefix are 404s (issue 20, part):
-/// pnut's search endpoints, which this server lacks, used to be taken for
-/// ids by the `{id}` routes and answered 400.
+/// Unknown endpoints under a known prefix are 404s, and the search
+/// endpoints (issue 20) are not taken for ids by the `{id}` routes, as they
+/// once were (a 400).
 #[test]
-fn pnut_endpoints_this_server_lacks_are_404_not_400() {
+fn search_paths_are_not_ids_and_unknown_paths_are_404() {
     let s = Server::start();
-    for path in ["/v1/users/search", "/v1/posts/search", "/v1/channels/search", "/v1/polls/search"] {
-        assert_error(&s.get(&format!("{path}?q=x"), None), 404, "does not implement");
+    for path in
+        ["/v1/users/search", "/v1/posts/search", "/v1/channels/search", "/v1/channels/messages/search"]
+    {
+        let r = s.get(&format!("{path}?q=x"), None);
+        assert_eq!((r.status, &r.body["data"]), (200, &json!([])), "{path}: {}", r.body);
     }
+    assert_error(&s.get("/v1/posts/1/nothing/here", None), 404, "no endpoint");
     assert_error(&s.get("/v1/posts/abc", None), 400, "post_id");
 }

@@ -13,9 +13,12 @@ mod polls;
 mod subscriptions;
 
 use acl::*;
+pub(crate) use crud::search;
 use crud::*;
 use markers::*;
+pub(crate) use messages::search as search_messages;
 use pm::*;
+pub(crate) use polls::{parse_time, search as search_polls};
 use subscriptions::*;
 
 use super::users::{find_user, merge_raw, user_value};

@@ -159,3 +159,45 @@ pub fn user_bookmarks(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     })?;
     Ok(Resp::with_meta(200, meta, Value::Array(list)))
 }
+
+/// `GET /v1/posts/search`: the post streams' visibility (deleted posts
+/// never, blocked users never, muted ones unless `include_muted`).
+pub fn search(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    use crate::api::search as sp;
+    let view = View::optional(ctx, req)?;
+    let q = sp::q(req)?;
+    let mentions = sp::list(req, "mentions")?;
+    let mention_ids = ctx.db.read(|c| {
+        let mut out = Vec::new();
+        for m in &mentions {
+            let name = m.trim_start_matches('@');
+            let id = match name.parse::<i64>() {
+                Ok(id) => id,
+                // An unknown user matches nothing.
+                Err(_) => crate::storage::users::by_username(c, name)?.map_or(-1, |u| u.id),
+            };
+            out.push(id);
+        }
+        Ok(out)
+    })?;
+    let s = crate::storage::search::PostSearch {
+        relevance: sp::relevance(req, q.is_some())?,
+        q,
+        creator_id: sp::id(req, "creator_id")?,
+        reply_to: sp::id(req, "reply_to")?,
+        thread_id: sp::id(req, "thread_id")?,
+        tags: sp::list(req, "tags")?.iter().map(|t| norm_tag(t.trim_start_matches('#'))).collect(),
+        mentions: mention_ids,
+        has_mentions: sp::flag(req, "has_mentions")?,
+        is_reply: sp::flag(req, "is_reply")?,
+        is_nsfw: sp::flag(req, "is_nsfw")?,
+        is_revised: sp::flag(req, "is_revised")?,
+        client_id: req.param("client_id").filter(|s| !s.is_empty()).map(str::to_string),
+        created_after: sp::time(req, "created_after")?,
+        created_before: sp::time(req, "created_before")?,
+        user_types: sp::user_types(req)?,
+        exclude_user_ids: sp::ids(req, "exclude_user_ids")?,
+        raw_types: sp::list(req, "raw_types")?,
+    };
+    list_of(ctx, req, &view, PostList::Search(Box::new(s)), true)
+}

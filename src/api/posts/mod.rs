@@ -8,6 +8,7 @@ mod lists;
 pub(crate) mod presence;
 mod write;
 
+pub(crate) use lists::search;
 use lists::*;
 use write::*;
 
