@@ -97,6 +97,7 @@ const ADMIN: &[(&[&str], &str, &str)] = &[
         "token revoke",
         "revokes the token given on standard input; its live streams close",
     ),
+    (&["reports", "list"], "reports list", "lists the reports of posts and messages users made, newest first"),
     (
         &["stream", "delete"],
         "stream delete --app CLIENT_ID KEY",
@@ -286,6 +287,18 @@ fn admin(mut args: Vec<String>) -> CliResult {
             print_json(
                 &json!({"revoked": true, "app": p.app.client_id, "user_id": p.user_id.map(|u| u.to_string())}),
             );
+        }
+        ["reports", "list"] => {
+            let list = db()?.read(|c| Ok(spout::storage::reports::all(c)?)).map_err(e)?;
+            let v: Vec<_> = list
+                .iter()
+                .map(|r| {
+                    json!({"id": r.id.to_string(), "type": r.kind, "object_id": r.object_id.to_string(),
+                           "reporter": r.reporter, "reason": r.reason,
+                           "created_at": spout::util::iso8601(r.created_at)})
+                })
+                .collect();
+            print_json(&json!(v));
         }
         ["stream", "delete", ..] => {
             let mut rest: Vec<String> = args[2..].to_vec();

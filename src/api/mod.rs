@@ -19,6 +19,7 @@ pub use crate::ctx::Ctx;
 pub use crate::http::params::parse_id;
 pub use oauth::revoke_token;
 pub(crate) use oauth::{grant_user as oauth_grant, revoke_authorization};
+pub(crate) use posts::report_reason as posts_report_reason;
 
 /// The `token` event for a grant made by `spout admin token add`.
 pub fn admin_token_event(
@@ -45,7 +46,12 @@ const ROUTES: &[Route] = &[
     ("GET", "/v1/channels/search", channels::search),
     ("GET", "/v1/channels/messages/search", channels::search_messages),
     ("GET", "/v1/polls/search", channels::search_polls),
+    ("GET", "/v1/posts/streams/explore", posts::explore_list),
+    ("GET", "/v1/posts/streams/explore/{}", posts::explore),
+    ("GET", "/v1/channels/streams/explore", channels::explore_list),
+    ("GET", "/v1/channels/streams/explore/{}", channels::explore),
     ("GET", "/v1/sys/config", ops::sys_config),
+    ("GET", "/v1/sys/stats", ops::sys_stats),
     ("POST", "/v1/text/process", ops::text_process),
     ("GET", "/v1/stats", ops::stats),
     ("POST", "/v1/oauth/access_token", oauth::access_token),

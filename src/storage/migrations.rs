@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/009_user_images.sql"),
     include_str!("../../migrations/010_oauth_web.sql"),
     include_str!("../../migrations/011_search.sql"),
+    include_str!("../../migrations/012_reports.sql"),
 ];
 
 /// The schema version this build writes.

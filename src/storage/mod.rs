@@ -16,6 +16,7 @@ pub mod oauth;
 mod page;
 pub mod polls;
 pub mod posts;
+pub mod reports;
 pub mod search;
 pub mod streams;
 pub mod users;

@@ -388,7 +388,31 @@ pub enum PostList {
     Thread(i64),
     /// A search (never deleted posts, never reposts).
     Search(Box<super::search::PostSearch>),
+    /// An explore stream (never deleted posts, never reposts).
+    Explore(Explore),
 }
+
+/// The explore streams (`GET /v1/posts/streams/explore`). Each looks at
+/// the newest `EXPLORE_WINDOW` posts only, so its cost is bounded however
+/// large the network grows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Explore {
+    /// Posts that started a conversation: someone else replied.
+    Conversations,
+    /// Posts with a photo (an oEmbed photo or an attached image file).
+    Photos,
+    /// Posts of the last two days that others replied to, reposted or
+    /// bookmarked most, ranked (pagination as for search by relevance).
+    Trending { now: i64 },
+    /// Conversations among people the viewer follows that the viewer took
+    /// no part in.
+    MissedConversations { viewer: i64 },
+    /// Posts by human users, not NSFW, that nobody reported.
+    Moderated,
+}
+
+/// How many of the newest posts an explore stream looks at.
+pub const EXPLORE_WINDOW: i64 = 10_000;
 
 /// Which posts a list leaves out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -440,6 +464,10 @@ pub fn post_page(c: &Connection, list: &PostList, hide: Hide, p: &Page) -> rusql
             cond.push_str(" AND p.is_deleted = 0");
             super::search::post_filter(s, &mut args)
         }
+        PostList::Explore(e) => {
+            cond.push_str(" AND p.is_deleted = 0");
+            explore_filter(*e, &mut args)
+        }
     };
     cond.push_str(" AND ");
     cond.push_str(&which);
@@ -456,9 +484,55 @@ pub fn post_page(c: &Connection, list: &PostList, hide: Hide, p: &Page) -> rusql
     }
     let inner = match list {
         PostList::Search(s) => super::search::post_inner(s, &cond, &mut args),
+        PostList::Explore(Explore::Trending { .. }) => {
+            // Ranked by what others did to each post; numbered as search
+            // results are, the best highest.
+            let cap = super::search::RELEVANCE_CAP;
+            format!(
+                "SELECT {cap} + 1 - row_number() OVER (ORDER BY r.score DESC, r.id DESC) AS pid, r.id AS oid, NULL AS extra
+                 FROM (SELECT p.id,
+                         (SELECT COUNT(*) FROM posts x WHERE (x.reply_to = p.id OR x.repost_of = p.id)
+                              AND x.is_deleted = 0 AND x.user_id != p.user_id)
+                       + (SELECT COUNT(*) FROM bookmarks b WHERE b.post_id = p.id AND b.user_id != p.user_id) AS score
+                       FROM posts p WHERE {cond}) r
+                 WHERE r.score > 0 ORDER BY r.score DESC, r.id DESC LIMIT {cap}"
+            )
+        }
         _ => format!("SELECT p.id AS pid, p.id AS oid, NULL AS extra FROM posts p WHERE {cond}"),
     };
     paged(c, &inner, args, p)
+}
+
+/// The `WHERE` part of an explore stream (`p` is the post).
+fn explore_filter(e: Explore, args: &mut Vec<Sql>) -> String {
+    let recent =
+        format!("p.id > (SELECT IFNULL(MAX(id), 0) FROM posts) - {EXPLORE_WINDOW} AND p.repost_of IS NULL");
+    let which = match e {
+        Explore::Conversations => "p.reply_to IS NULL AND EXISTS (SELECT 1 FROM posts r
+             WHERE r.reply_to = p.id AND r.is_deleted = 0 AND r.user_id != p.user_id)"
+            .to_string(),
+        Explore::Photos => "(EXISTS (SELECT 1 FROM json_each(p.raw, '$.\"io.pnut.core.oembed\"') o
+                 WHERE json_extract(o.value, '$.type') = 'photo')
+             OR EXISTS (SELECT 1 FROM json_each(p.raw, '$.\"io.pnut.core.file\"') f
+                 WHERE json_extract(f.value, '$.kind') = 'image' OR json_extract(f.value, '$.mime_type') LIKE 'image/%'))"
+            .to_string(),
+        Explore::Trending { now } => {
+            args.push(Sql::Integer(now - 2 * 86_400));
+            "p.created_at > ?".to_string()
+        }
+        Explore::MissedConversations { viewer } => {
+            args.extend([Sql::Integer(viewer), Sql::Integer(viewer), Sql::Integer(viewer)]);
+            "p.reply_to IS NULL AND p.user_id != ?
+             AND EXISTS (SELECT 1 FROM posts r WHERE r.thread_id = p.id AND r.id != p.id AND r.is_deleted = 0
+                 AND r.user_id IN (SELECT followed_id FROM follows WHERE follower_id = ?))
+             AND NOT EXISTS (SELECT 1 FROM posts m WHERE m.thread_id = p.id AND m.user_id = ?)"
+                .to_string()
+        }
+        Explore::Moderated => "p.is_nsfw = 0 AND p.user_id IN (SELECT id FROM users WHERE type = 'human')
+             AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.kind = 'post' AND r.object_id = p.id)"
+            .to_string(),
+    };
+    format!("{recent} AND {which}")
 }
 
 /// A user's bookmarks, paged by bookmark id; `extra` is the note.

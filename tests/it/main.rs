@@ -9,6 +9,7 @@ mod bench_smoke;
 mod channels;
 mod common;
 mod delivery;
+mod explore;
 mod filters;
 mod interactions;
 mod listeners;

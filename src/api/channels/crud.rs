@@ -204,3 +204,47 @@ pub fn search(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let keys: Vec<i64> = listed.items.iter().map(|i| i.pid).collect();
     Ok(Resp::with_meta(200, page_meta(&keys, listed.more), Value::Array(out)))
 }
+
+/// The channel explore streams: slug, title, description.
+const EXPLORE: &[(&str, &str, &str)] = &[
+    ("conversations", "Conversations", "Public channels, the most recently active first"),
+    ("new", "New", "Public channels, the newest first"),
+];
+
+/// `GET /v1/channels/streams/explore`.
+pub fn explore_list(ctx: &Ctx, _: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let list: Vec<Value> = EXPLORE
+        .iter()
+        .map(|(slug, title, description)| {
+            serde_json::json!({"slug": slug, "title": title, "description": description,
+                   "url": format!("{}/v1/channels/streams/explore/{slug}", ctx.api_url)})
+        })
+        .collect();
+    Ok(Resp::ok(Value::Array(list)))
+}
+
+/// `GET /v1/channels/streams/explore/{slug}`: public channels only.
+pub fn explore(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let by_activity = match p[0] {
+        "conversations" => true,
+        "new" => false,
+        other => return Err(ApiError::not_found(format!("No explore stream '{other}'"))),
+    };
+    let caller = reader(ctx, req)?;
+    let pr = page(req)?;
+    let opts = channel_opts(req, true);
+    let (listed, out) = ctx.db.read(|c| {
+        let listed = store::explore_page(c, by_activity, &pr)?;
+        let mut out = Vec::new();
+        for it in &listed.items {
+            if let Some(ch) = store::channel(c, it.oid)?.filter(|ch| caller.can_read(ch)) {
+                let mut v = rendered(channel_value(c, &ctx.api_url, &ch, caller.user())?, &opts);
+                v["pagination_id"] = Value::String(it.pid.to_string());
+                out.push(v);
+            }
+        }
+        Ok((listed, out))
+    })?;
+    let keys: Vec<i64> = listed.items.iter().map(|i| i.pid).collect();
+    Ok(Resp::with_meta(200, page_meta(&keys, listed.more), Value::Array(out)))
+}

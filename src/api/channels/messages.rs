@@ -482,3 +482,23 @@ pub fn search(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let keys: Vec<i64> = listed.items.iter().map(|i| i.pid).collect();
     Ok(Resp::with_meta(200, super::page_meta(&keys, listed.more), Value::Array(out)))
 }
+
+/// `POST /v1/channels/{cid}/messages/{mid}/report`: a message the caller
+/// may read, not their own; kept for the operator. 201 with the message.
+pub fn report(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let me = writer(ctx, req)?;
+    let reason = crate::api::posts_report_reason(req)?;
+    let v = ctx.db.write_content(|tx| {
+        let ch = me.readable(tx, p[0])?;
+        let m = find_message(tx, &ch, p[1])?;
+        if m.is_deleted {
+            return Err(ApiError::not_found(format!("Message not found: {} was deleted", m.id)));
+        }
+        if m.user_id == me.id {
+            return Err(ApiError::bad_request("You cannot report your own message"));
+        }
+        crate::storage::reports::report(tx, "message", m.id, me.id, &reason)?;
+        message_value(tx, &ctx.api_url, &m)
+    })?;
+    Ok(Resp::data(201, rendered(v, &Opts::from_req(req))))
+}

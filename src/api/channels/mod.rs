@@ -13,8 +13,8 @@ mod polls;
 mod subscriptions;
 
 use acl::*;
-pub(crate) use crud::search;
 use crud::*;
+pub(crate) use crud::{explore, explore_list, search};
 use markers::*;
 pub(crate) use messages::search as search_messages;
 use pm::*;
@@ -59,6 +59,7 @@ pub const ROUTES: &[Route] = &[
     ("GET", "/v1/channels/{}/messages/{}", messages::get_one),
     ("GET", "/v1/channels/{}/messages/{}/thread", messages::thread),
     ("DELETE", "/v1/channels/{}/messages/{}", messages::delete),
+    ("POST", "/v1/channels/{}/messages/{}/report", messages::report),
     ("PUT", "/v1/channels/{}/messages/{}/sticky", messages::sticky),
     ("DELETE", "/v1/channels/{}/messages/{}/sticky", messages::unsticky),
     ("GET", "/v1/users/me/channels", my_channels),

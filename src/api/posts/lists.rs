@@ -201,3 +201,52 @@ pub fn search(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     };
     list_of(ctx, req, &view, PostList::Search(Box::new(s)), true)
 }
+
+/// The post explore streams: slug, title, description.
+const EXPLORE: &[(&str, &str, &str)] = &[
+    ("conversations", "Conversations", "Posts that started a conversation: someone replied"),
+    ("photos", "Photos", "Posts with a photo"),
+    (
+        "trending",
+        "Trending",
+        "Posts of the last two days that others replied to, reposted or bookmarked most",
+    ),
+    (
+        "missed_conversations",
+        "Missed conversations",
+        "Conversations among people you follow that you took no part in (needs a user token)",
+    ),
+    ("moderated", "Moderated", "Posts by people (not bots or feeds), not NSFW, that nobody reported"),
+];
+
+/// `GET /v1/posts/streams/explore`.
+pub fn explore_list(ctx: &Ctx, _: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let list: Vec<Value> = EXPLORE
+        .iter()
+        .map(|(slug, title, description)| {
+            json!({"slug": slug, "title": title, "description": description,
+                   "url": format!("{}/v1/posts/streams/explore/{slug}", ctx.api_url)})
+        })
+        .collect();
+    Ok(Resp::ok(Value::Array(list)))
+}
+
+/// `GET /v1/posts/streams/explore/{slug}`: as the other post streams show
+/// posts (deleted never, blocked users never, muted unless asked).
+pub fn explore(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    use crate::storage::posts::Explore;
+    let view = View::optional(ctx, req)?;
+    let e = match p[0] {
+        "conversations" => Explore::Conversations,
+        "photos" => Explore::Photos,
+        "trending" => Explore::Trending { now: crate::util::now() },
+        "missed_conversations" => Explore::MissedConversations {
+            viewer: view
+                .viewer
+                .ok_or_else(|| ApiError::unauthorized("missed_conversations needs a user token"))?,
+        },
+        "moderated" => Explore::Moderated,
+        other => return Err(ApiError::not_found(format!("No explore stream '{other}'"))),
+    };
+    list_of(ctx, req, &view, PostList::Explore(e), true)
+}

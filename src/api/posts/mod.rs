@@ -8,8 +8,9 @@ mod lists;
 pub(crate) mod presence;
 mod write;
 
-pub(crate) use lists::search;
 use lists::*;
+pub(crate) use lists::{explore, explore_list, search};
+pub(crate) use write::report_reason;
 use write::*;
 
 use super::users::{as_own_profile, find_user, merge_raw, user_value};
@@ -47,6 +48,9 @@ pub const ROUTES: &[Route] = &[
     ("GET", "/v1/posts/{}/revisions", revisions),
     ("GET", "/v1/posts/{}/interactions", interactions::of_post),
     ("GET", "/v1/users/me/interactions", interactions::of_me),
+    // pnutpy's name for the same list.
+    ("GET", "/v1/users/me/actions", interactions::of_me),
+    ("POST", "/v1/posts/{}/report", report),
     ("GET", "/v1/users/{}/posts", user_posts),
     ("GET", "/v1/users/{}/mentions", user_mentions),
     ("GET", "/v1/users/{}/bookmarks", user_bookmarks),

@@ -278,3 +278,39 @@ pub fn unbookmark(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     })?;
     Ok(Resp::ok(v))
 }
+
+/// The `reason` of a report, from the body or the query.
+pub(crate) fn report_reason(req: &Req) -> ApiResult<String> {
+    let body = req.params()?;
+    let given = match crate::http::str_field(&body, "reason")? {
+        Some(r) => Some(r.to_string()),
+        None => req.param("reason").map(str::to_string),
+    };
+    let reasons = crate::storage::reports::REASONS;
+    match given {
+        Some(r) if reasons.contains(&r.as_str()) => Ok(r),
+        Some(r) => Err(ApiError::bad_request(format!("reason: '{r}' is not one of {}", reasons.join(", ")))),
+        None => Err(ApiError::bad_request(format!("reason: required, one of {}", reasons.join(", ")))),
+    }
+}
+
+/// `POST /v1/posts/{id}/report`: kept for the operator (`spout admin
+/// reports`); 201 with the post.
+pub fn report(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let (_, uid) = auth::user(&ctx.db, req, None)?;
+    let id = parse_id("post_id", p[0])?;
+    let reason = report_reason(req)?;
+    let view = View::new(req, Some(uid));
+    let v = ctx.db.write_content(|tx| {
+        let post = get_post(tx, id)?;
+        if post.is_deleted {
+            return Err(ApiError::not_found(format!("Post not found: {id} was deleted")));
+        }
+        if post.user_id == uid {
+            return Err(ApiError::bad_request("You cannot report your own post"));
+        }
+        crate::storage::reports::report(tx, "post", id, uid, &reason)?;
+        view.render(tx, &ctx.api_url, &post)
+    })?;
+    Ok(Resp::data(201, v))
+}
