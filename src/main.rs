@@ -83,7 +83,7 @@ const ADMIN: &[(&[&str], &str, &str)] = &[
     (&["user", "list"], "user list", "lists the users"),
     (
         &["app", "add"],
-        "app add [--redirect-uri URI]... [--url URL] [--password-grant] NAME",
+        "app add [--redirect-uri URI]... [--url URL] [--owner USERNAME] [--password-grant] NAME",
         "registers an app; prints its client_id and (once) its secret. --redirect-uri (repeatable) is where the OAuth flow may send users back (urn:ietf:wg:oauth:2.0:oob shows the result on a page); --password-grant lets it trade passwords for tokens",
     ),
     (&["app", "list"], "app list", "lists the apps"),
@@ -202,6 +202,7 @@ fn admin(mut args: Vec<String>) -> CliResult {
                 uris.push(uri);
             }
             let url = take_flag(&mut rest, "--url")?.unwrap_or_default();
+            let owner = take_flag(&mut rest, "--owner")?;
             let password_grant = match rest.iter().position(|a| a == "--password-grant") {
                 Some(i) => {
                     rest.remove(i);
@@ -218,6 +219,12 @@ fn admin(mut args: Vec<String>) -> CliResult {
                 .write(|tx| {
                     let (app, secret) = apps::create_app(tx, &name, password_grant)?;
                     apps::set_url(tx, app.id, &url)?;
+                    if let Some(name) = &owner {
+                        let u = users::by_username(tx, name)?.ok_or_else(|| {
+                            spout::error::ApiError::not_found(format!("--owner: no user {name}"))
+                        })?;
+                        apps::set_owner(tx, app.id, Some(u.id))?;
+                    }
                     for u in &uris {
                         spout::storage::oauth::add_redirect_uri(tx, app.id, u)?;
                     }

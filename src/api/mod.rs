@@ -59,6 +59,8 @@ const ROUTES: &[Route] = &[
     ("DELETE", "/v1/token", oauth::delete_token),
     ("GET", "/v1/apps/me/users/ids", oauth::app_user_ids),
     ("GET", "/v1/apps/me/users/tokens", oauth::app_user_tokens),
+    ("GET", "/v1/clients/{}", oauth::get_client),
+    ("GET", "/v1/users/{}/clients", oauth::user_clients),
     ("GET", "/v1/users", users::get_many),
     ("GET", "/v1/users/me", users::get_me),
     ("PUT", "/v1/users/me", users::put_me),

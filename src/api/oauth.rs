@@ -273,3 +273,51 @@ pub fn app_user_tokens(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     })?;
     Ok(Resp::ok(Value::Array(list)))
 }
+
+/// A client (app) as pnut shows it: `id` (the client id), `name`, `url`,
+/// `created_at`, `posts` made with it, and its owner as `user` when the
+/// operator set one. No secret, no internal id.
+fn client_value(
+    c: &crate::storage::Connection,
+    ctx: &Ctx,
+    app: &App,
+    viewer: Option<i64>,
+) -> ApiResult<Value> {
+    let (owner, posts) = apps::client_facts(c, app.id)?;
+    let mut v = json!({
+        "id": app.client_id,
+        "name": app.name,
+        "url": app.url,
+        "created_at": crate::util::iso8601(app.created_at),
+        "posts": posts,
+    });
+    if let Some(u) = owner.map(|o| users::by_id(c, o)).transpose()?.flatten() {
+        v["user"] = user_value(c, &ctx.api_url, &u, viewer)?;
+    }
+    Ok(v)
+}
+
+/// `GET /v1/clients/{client_id}`.
+pub fn get_client(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let viewer = auth::optional(&ctx.db, req)?.and_then(|p| p.user_id);
+    let v = ctx.db.read(|c| {
+        let app = apps::app_by_client_id(c, p[0])?
+            .ok_or_else(|| ApiError::not_found(format!("Client not found: {}", p[0])))?;
+        client_value(c, ctx, &app, viewer)
+    })?;
+    Ok(Resp::ok(v))
+}
+
+/// `GET /v1/users/{id}/clients`: the apps the user owns.
+pub fn user_clients(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let viewer = auth::optional(&ctx.db, req)?.and_then(|p| p.user_id);
+    let list = ctx.db.read(|c| {
+        let u = super::users::find_user(c, p[0], viewer)?;
+        let mut out = Vec::new();
+        for app in apps::apps_of_owner(c, u.id)? {
+            out.push(client_value(c, ctx, &app, viewer)?);
+        }
+        Ok(out)
+    })?;
+    Ok(Resp::ok(Value::Array(list)))
+}

@@ -281,3 +281,25 @@ pub fn revoke_authorization(c: &Connection, app_id: i64, user_id: i64) -> rusqli
 pub fn token_exists(c: &Connection, token_id: i64) -> rusqlite::Result<bool> {
     c.qrow("SELECT EXISTS (SELECT 1 FROM tokens WHERE id = ?1)", [token_id], |r| r.get(0))
 }
+
+pub fn set_owner(c: &Connection, app_id: i64, owner: Option<i64>) -> rusqlite::Result<()> {
+    c.qexec("UPDATE apps SET owner_id = ?1 WHERE id = ?2", params![owner, app_id])?;
+    Ok(())
+}
+
+/// An app's owner and how many live posts it made (the client object).
+pub fn client_facts(c: &Connection, app_id: i64) -> rusqlite::Result<(Option<i64>, i64)> {
+    c.qrow(
+        "SELECT owner_id, (SELECT COUNT(*) FROM posts WHERE app_id = ?1 AND is_deleted = 0) FROM apps WHERE id = ?1",
+        [app_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// The apps a user owns, oldest first.
+pub fn apps_of_owner(c: &Connection, owner: i64) -> rusqlite::Result<Vec<App>> {
+    let mut st =
+        c.prepare_cached(&format!("SELECT {APP_COLS} FROM apps a WHERE a.owner_id = ?1 ORDER BY a.id"))?;
+    let rows = st.query_map([owner], |r| app_from(r, 0))?;
+    rows.collect()
+}

@@ -163,8 +163,14 @@ pub fn channel_by_pm_key(c: &Connection, key: &str) -> rusqlite::Result<Option<C
 
 pub fn save_channel(c: &Connection, ch: &ChannelRow) -> rusqlite::Result<()> {
     c.qexec(
-        "UPDATE channels SET acl = ?1, raw = ?2, is_active = ?3 WHERE id = ?4",
-        params![serde_json::to_string(&ch.acl).unwrap_or_default(), ch.raw.to_string(), ch.is_active, ch.id],
+        "UPDATE channels SET acl = ?1, raw = ?2, is_active = ?3, owner_id = ?4 WHERE id = ?5",
+        params![
+            serde_json::to_string(&ch.acl).unwrap_or_default(),
+            ch.raw.to_string(),
+            ch.is_active,
+            ch.owner_id,
+            ch.id
+        ],
     )?;
     Ok(())
 }

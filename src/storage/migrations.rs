@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/010_oauth_web.sql"),
     include_str!("../../migrations/011_search.sql"),
     include_str!("../../migrations/012_reports.sql"),
+    include_str!("../../migrations/013_app_owner.sql"),
 ];
 
 /// The schema version this build writes.

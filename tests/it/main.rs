@@ -10,6 +10,7 @@ mod channels;
 mod common;
 mod delivery;
 mod explore;
+mod extras;
 mod filters;
 mod interactions;
 mod listeners;

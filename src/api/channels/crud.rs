@@ -248,3 +248,40 @@ pub fn explore(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let keys: Vec<i64> = listed.items.iter().map(|i| i.pid).collect();
     Ok(Resp::with_meta(200, page_meta(&keys, listed.more), Value::Array(out)))
 }
+
+/// `PUT /v1/channels/{id}/owner`: `owner_id`; the owner only, not for PMs.
+/// The old owner keeps full access (pnut); a `channel` event.
+pub fn change_owner(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let me = writer(ctx, req)?;
+    let uid = me.id;
+    let body = req.params()?;
+    let given =
+        body.get("owner_id").cloned().or_else(|| req.param("owner_id").map(|s| Value::String(s.into())));
+    let new_owner = id_value(&given.ok_or_else(|| ApiError::bad_request("owner_id: required"))?, "owner_id")?;
+    let opts = channel_opts(req, true);
+    let v = ctx.db.write(|tx| {
+        let mut ch = me.channel(tx, p[0])?;
+        if ch.kind == "io.pnut.core.pm" {
+            return Err(ApiError::bad_request("A PM channel has no owner to change"));
+        }
+        if ch.owner_id != Some(uid) {
+            return Err(ApiError::forbidden("Only the channel's owner may give it to someone else"));
+        }
+        if !ch.is_active {
+            return Err(ApiError::forbidden("This channel is inactive"));
+        }
+        if crate::storage::users::by_id(tx, new_owner)?.is_none() {
+            return Err(ApiError::not_found(format!("User not found: {new_owner}")));
+        }
+        if new_owner != uid {
+            ch.owner_id = Some(new_owner);
+            if !ch.acl.full.user_ids.contains(&uid) {
+                ch.acl.full.user_ids.push(uid);
+            }
+            store::save_channel(tx, &ch)?;
+            emit_channel(tx, &ctx.api_url, &ch, ch.audience())?;
+        }
+        Ok(rendered(channel_value(tx, &ctx.api_url, &ch, Some(uid))?, &opts))
+    })?;
+    Ok(Resp::ok(v))
+}

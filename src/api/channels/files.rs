@@ -302,21 +302,46 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let fl = filer(ctx, req)?;
     let uid = fl.uid;
     let ev = ctx.db.write(|tx| {
-        let mut f = fl.check(owned_file(tx, p[0], uid)?)?;
-        f.is_deleted = true;
-        store::save_file(tx, &f)?;
-        store::drop_file_content(tx, f.id)?;
-        // Deletion is final (issue 16): the file's earlier events now
-        // carry it as deleted, in this transaction.
-        let gone = file_value(tx, &ctx.api_url, &f, true)?;
-        events::rewrite(tx, ObjType::File, f.id, i64::MAX, |env| {
-            if let Some(d) = env.get_mut("data") {
-                *d = gone.clone();
-            }
-        })?;
-        emit_file(tx, &ctx.api_url, &f)
+        let f = fl.check(owned_file(tx, p[0], uid)?)?;
+        delete_in(tx, ctx, f)
     })?;
     Ok(Resp::ok(render(ev.object(), req)))
+}
+
+/// Deletes one of the caller's files in `tx`: its content goes, its earlier
+/// events carry it as deleted (issue 16), and a `file` event.
+fn delete_in(tx: &mut crate::storage::Tx, ctx: &Ctx, mut f: FileRow) -> ApiResult<Arc<Event>> {
+    f.is_deleted = true;
+    store::save_file(tx, &f)?;
+    store::drop_file_content(tx, f.id)?;
+    let gone = file_value(tx, &ctx.api_url, &f, true)?;
+    events::rewrite(tx, ObjType::File, f.id, i64::MAX, |env| {
+        if let Some(d) = env.get_mut("data") {
+            *d = gone.clone();
+        }
+    })?;
+    emit_file(tx, &ctx.api_url, &f)
+}
+
+/// `DELETE /v1/files?ids=`: several of the caller's files at once, all or
+/// none (a file of someone else's refuses the whole request); answers the
+/// deleted files (pnut runs this as a long operation; here it is one
+/// transaction).
+pub fn delete_many(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let fl = filer(ctx, req)?;
+    let uid = fl.uid;
+    let ids = id_list(req, 100)?;
+    let evs = ctx.db.write(|tx| {
+        let mut out = Vec::new();
+        for id in &ids {
+            let f = fl.check(owned_file(tx, &id.to_string(), uid)?)?;
+            if !f.is_deleted {
+                out.push(delete_in(tx, ctx, f)?);
+            }
+        }
+        Ok(out)
+    })?;
+    Ok(Resp::ok(Value::Array(evs.iter().map(|e| render(e.object(), req)).collect())))
 }
 
 /// Uploads the content of a placeholder → 204: a multipart part `content`,

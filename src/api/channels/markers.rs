@@ -174,3 +174,20 @@ pub fn set_presence(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     })?;
     Ok(Resp::ok(v))
 }
+
+/// `GET /v1/users/{id}/presence/channels/{cid}`: one user's presence in a
+/// channel the caller may read ("offline" when none or expired).
+pub fn user_channel_presence(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
+    let caller = reader(ctx, req)?;
+    let v = ctx.db.read(|c| {
+        let ch = readable_channel(c, p[1], &caller)?;
+        let u = crate::api::users::find_user(c, p[0], caller.user())?;
+        let (presence, seen) = match store::channel_presence(c, ch.id, u.id)? {
+            Some((Some(pr), seen)) => (pr, seen),
+            Some((None, seen)) => ("offline".to_string(), seen),
+            None => ("offline".to_string(), 0),
+        };
+        Ok(presence_value(ctx, &u, &presence, seen, ch.id))
+    })?;
+    Ok(Resp::ok(v))
+}
