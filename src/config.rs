@@ -47,6 +47,9 @@ pub struct Config {
     pub open_registration: bool,
     /// How long an OAuth authorization code may be exchanged.
     pub oauth_code_secs: i64,
+    /// A user's post with the same text as one of theirs this recent is
+    /// refused (0: never).
+    pub duplicate_secs: i64,
 }
 
 /// One flag: its name, env var, default (as text) and help.
@@ -216,6 +219,12 @@ pub const FLAGS: &[Flag] = &[
         help: "how long an OAuth authorization code may be exchanged for a token (seconds)",
     },
     Flag {
+        name: "--duplicate-window-secs",
+        env: "SPOUT_DUPLICATE_WINDOW_SECS",
+        default: "60",
+        help: "a post with the same text as one of its author's posts this recent is refused with 409 (0: never)",
+    },
+    Flag {
         name: "--sync",
         env: "SPOUT_SYNC",
         default: "normal",
@@ -310,6 +319,7 @@ impl Config {
                 other => return Err(format!("--open-registration: expected on or off, got {other}")),
             },
             oauth_code_secs: num("--oauth-code-secs", 0)? as i64,
+            duplicate_secs: num("--duplicate-window-secs", 0)? as i64,
         })
     }
 

@@ -31,4 +31,6 @@ pub struct Published {
     pub rate_limit: u64,
     pub rate_window_secs: u64,
     pub conns_per_app: usize,
+    /// Seconds in which the same text from one user is refused (0: never).
+    pub duplicate_secs: i64,
 }

@@ -78,6 +78,7 @@ pub fn start(mut cfg: Config) -> Result<ServerHandle, String> {
             rate_limit: cfg.rate_limit,
             rate_window_secs: cfg.rate_window.as_secs(),
             conns_per_app: cfg.max_conns_per_app,
+            duplicate_secs: cfg.duplicate_secs,
         },
         web: crate::web::WebConfig {
             open_registration: cfg.open_registration,

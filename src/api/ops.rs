@@ -20,7 +20,11 @@ pub fn sys_config(ctx: &Ctx, _: &Req, _: &[&str]) -> ApiResult<Resp> {
     use crate::api::limits as l;
     let p = &ctx.published;
     Ok(Resp::ok(json!({
-        "post": {"max_length": l::POST_TEXT, "seconds_for_revision": l::REVISION_SECONDS},
+        "post": {
+            "max_length": l::POST_TEXT,
+            "seconds_for_revision": l::REVISION_SECONDS,
+            "seconds_between_duplicates": p.duplicate_secs,
+        },
         "message": {"max_length": l::MESSAGE_TEXT},
         "raw": {"max_bytes": l::RAW_BYTES},
         "user": {

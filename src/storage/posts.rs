@@ -145,6 +145,18 @@ pub fn revisions(c: &Connection, post_id: i64) -> rusqlite::Result<Vec<(i64, Val
     rows.collect()
 }
 
+/// Has `user` a live post (not a repost) with exactly `text` created at
+/// or after `since`? Only their newest 20 posts are looked at (bounded).
+pub fn recent_duplicate(c: &Connection, user: i64, text: &str, since: i64) -> rusqlite::Result<bool> {
+    c.qrow(
+        "SELECT EXISTS (SELECT 1 FROM (SELECT content, created_at, is_deleted, repost_of FROM posts
+             WHERE user_id = ?1 ORDER BY id DESC LIMIT 20)
+           WHERE created_at >= ?2 AND is_deleted = 0 AND repost_of IS NULL AND json_extract(content, '$.text') = ?3)",
+        params![user, since, text],
+        |r| r.get(0),
+    )
+}
+
 pub fn mark_deleted(c: &Connection, id: i64) -> rusqlite::Result<()> {
     c.qexec("UPDATE posts SET is_deleted = 1 WHERE id = ?1", [id])?;
     Ok(())

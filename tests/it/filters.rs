@@ -32,6 +32,9 @@ fn through_filter(f: &Fx, key: &str, policy: &str, clauses: Value, posts: &[(&st
     got
 }
 
+/// These tests post the same texts once per filter they try.
+const SAME_TEXT_AGAIN: &[&str] = &["--duplicate-window-secs", "0"];
+
 fn cl(op: &str, field: &str, value: Value) -> Value {
     json!({"object_type": "post", "operator": op, "field": field, "value": value})
 }
@@ -48,7 +51,7 @@ fn run(f: &Fx, key: &str, policy: &str, clauses: Value, t: &[&str]) -> Vec<Strin
 
 #[test]
 fn filter_operators_end_to_end() {
-    let f = fx();
+    let f = fx_with(SAME_TEXT_AGAIN);
     // Post ids will be 1..=5 for the first run; later runs continue.
     let five = ["apple", "banana", "cherry apple", "date", "elder"];
     assert_eq!(
@@ -79,7 +82,7 @@ fn filter_operators_end_to_end() {
 
 #[test]
 fn filter_wildcards_escapes_and_meta_paths() {
-    let f = fx();
+    let f = fx_with(SAME_TEXT_AGAIN);
     // `*` over the data list and the tag list.
     let tags = ["#rust one", "#go two", "#go #rust three", "none"];
     assert_eq!(
@@ -122,7 +125,7 @@ fn filter_wildcards_escapes_and_meta_paths() {
 
 #[test]
 fn filter_policies_end_to_end() {
-    let f = fx();
+    let f = fx_with(SAME_TEXT_AGAIN);
     let t = ["apple pie", "apple", "pie", "neither"];
     let two = json!([
         cl("matches", "/data/0/content/text", json!("apple")),
@@ -136,7 +139,7 @@ fn filter_policies_end_to_end() {
 
 #[test]
 fn filter_authorized_userids_variable() {
-    let f = fx();
+    let f = fx_with(SAME_TEXT_AGAIN);
     // alice and bob authorized app A; carol did not (she posts via app X).
     let by = [
         (f.alice.as_str(), json!({"text": "from alice"})),

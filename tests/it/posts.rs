@@ -842,3 +842,26 @@ fn update_presence_on_any_call() {
         .get("updated_presence")
         .is_none());
 }
+
+/// The same text twice from one user inside the window is refused (409);
+/// another user, another text, or the text after a delete are not. The
+/// window is published in sys/config (issue 20).
+#[test]
+fn a_duplicate_post_is_refused_inside_the_window() {
+    let f = fx();
+    let body = json!({"text": "same again"});
+    let first = f.post(&f.alice, body.clone());
+    assert_error(
+        &f.s.json("POST", "/v1/posts", Some(&f.alice), body.clone()),
+        409,
+        "same text less than 60 seconds",
+    );
+    f.post(&f.bob, body.clone());
+    f.post(&f.alice, json!({"text": "same again!"}));
+    assert_eq!(f.del(&format!("/v1/posts/{}", first["id"].as_str().unwrap()), &f.alice).status, 200);
+    f.post(&f.alice, body);
+    let cfg = f.s.get("/v1/sys/config", None);
+    assert_eq!(cfg.body["data"]["post"]["seconds_between_duplicates"], 60);
+    let off = Server::start_with(&["--duplicate-window-secs", "0"]);
+    assert_eq!(off.get("/v1/sys/config", None).body["data"]["post"]["seconds_between_duplicates"], 0);
+}

@@ -35,6 +35,16 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
             other => other,
         };
         let content = users::text_content(tx, &text);
+        // pnut refuses the same text twice in a short window
+        // (`--duplicate-window-secs`, published in sys/config).
+        let window = ctx.published.duplicate_secs;
+        let same = content["text"].as_str().unwrap_or_default();
+        if window > 0 && store::recent_duplicate(tx, uid, same, now() - window)? {
+            return Err(ApiError::new(
+                409,
+                format!("text: you posted the same text less than {window} seconds ago"),
+            ));
+        }
         let (mentions, tags, _) = entities(&content);
         let row = store::insert(
             tx,
