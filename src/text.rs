@@ -95,10 +95,79 @@ fn escape(s: &str, out: &mut String) {
     }
 }
 
+/// What the server parses in a text (pnut's `entities.parse_links`,
+/// `entities.parse_markdown_links`; both on by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextOpts {
+    pub links: bool,
+    pub markdown_links: bool,
+}
+
+impl Default for TextOpts {
+    fn default() -> TextOpts {
+        TextOpts { links: true, markdown_links: true }
+    }
+}
+
+/// Markdown links `[label](http(s)://url)` become their label; returns the
+/// text and each link (position and length of the label in code points of
+/// the new text, the URL).
+fn markdown_links(text: &str) -> (String, Vec<Found>) {
+    let chars: Vec<char> = text.chars().collect();
+    let (mut out, mut n, mut found) = (String::with_capacity(text.len()), 0usize, Vec::new());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '[' {
+            let close = (i + 1..chars.len()).find(|&j| matches!(chars[j], ']' | '[' | '\n'));
+            if let Some(close) = close.filter(|&c| chars[c] == ']' && c > i + 1) {
+                if chars.get(close + 1) == Some(&'(') {
+                    let end = (close + 2..chars.len()).find(|&j| chars[j] == ')' || chars[j].is_whitespace());
+                    if let Some(end) = end.filter(|&e| chars[e] == ')') {
+                        let url: String = chars[close + 2..end].iter().collect();
+                        let lower = url.to_ascii_lowercase();
+                        if (lower.starts_with("http://") || lower.starts_with("https://")) && url.len() > 8 {
+                            let label = &chars[i + 1..close];
+                            found.push(Found { pos: n, len: label.len(), text: url });
+                            out.extend(label);
+                            n += label.len();
+                            i = end + 1;
+                            continue;
+                        }
+                    }
+                }
+            }
+        }
+        out.push(chars[i]);
+        n += 1;
+        i += 1;
+    }
+    (out, found)
+}
+
 /// pnut's `content` object for `text`. `resolve` maps a mentioned name to
 /// the user's id and username; unknown names are not mentions.
+#[cfg(test)]
 pub fn content(text: &str, resolve: impl Fn(&str) -> Option<(i64, String)>) -> Value {
-    let p = parse(text);
+    content_with(text, TextOpts::default(), resolve)
+}
+
+/// `content` with what to parse: markdown links leave their label in the
+/// text and a link entity (`text` the label, `url` the target); with
+/// `links` off, bare URLs stay plain text.
+pub fn content_with(text: &str, opts: TextOpts, resolve: impl Fn(&str) -> Option<(i64, String)>) -> Value {
+    let (owned, md) = if opts.markdown_links { markdown_links(text) } else { (text.to_string(), Vec::new()) };
+    let text = owned.as_str();
+    let mut p = parse(text);
+    if !opts.links {
+        p.links.clear();
+    }
+    // Nothing else inside a markdown link's label is an entity.
+    let inside = |f: &Found| md.iter().any(|m| f.pos < m.pos + m.len && m.pos < f.pos + f.len);
+    p.links.retain(|f| !inside(f));
+    p.mentions.retain(|f| !inside(f));
+    p.tags.retain(|f| !inside(f));
+    p.links.extend(md.iter().cloned());
+    p.links.sort_by_key(|f| f.pos);
     let chars: Vec<char> = text.chars().collect();
     // (pos, len, html) for every entity, in order.
     let mut spans: Vec<(usize, usize, String)> = Vec::new();
@@ -138,13 +207,14 @@ pub fn content(text: &str, resolve: impl Fn(&str) -> Option<(i64, String)>) -> V
         .links
         .iter()
         .map(|l| {
+            let label: String = chars[l.pos..l.pos + l.len].iter().collect();
             let mut h = String::from("<a href=\"");
             escape(&l.text, &mut h);
             h.push_str("\">");
-            escape(&l.text, &mut h);
+            escape(&label, &mut h);
             h.push_str("</a>");
             spans.push((l.pos, l.len, h));
-            json!({"pos": l.pos, "len": l.len, "text": l.text, "url": l.text})
+            json!({"pos": l.pos, "len": l.len, "text": label, "url": l.text})
         })
         .collect();
     spans.sort_by_key(|s| s.0);
@@ -167,6 +237,25 @@ pub fn content(text: &str, resolve: impl Fn(&str) -> Option<(i64, String)>) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markdown_links_and_what_is_parsed() {
+        let none = |_: &str| None;
+        let c = content("see [the docs](https://pnut.io/docs) and https://a.example now", none);
+        assert_eq!(c["text"], "see the docs and https://a.example now");
+        let links = c["entities"]["links"].as_array().unwrap();
+        assert_eq!(links[0], json!({"pos": 4, "len": 8, "text": "the docs", "url": "https://pnut.io/docs"}));
+        assert_eq!(links[1]["url"], "https://a.example");
+        assert!(c["html"].as_str().unwrap().contains("<a href=\"https://pnut.io/docs\">the docs</a>"));
+        let off = TextOpts { links: false, markdown_links: false };
+        let c = content_with("[x](https://a.example) https://b.example", off, none);
+        assert_eq!(c["text"], "[x](https://a.example) https://b.example");
+        assert_eq!(c["entities"]["links"], json!([]));
+        // Not a link: no scheme, a space in the URL, an empty label.
+        for t in ["[x](a.example)", "[x](https://a b)", "[](https://a.example)"] {
+            assert_eq!(content(t, none)["text"], t, "{t}");
+        }
+    }
 
     #[test]
     fn finds_entities_in_code_points() {

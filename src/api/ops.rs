@@ -85,7 +85,8 @@ pub fn text_process(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     if n > max {
         return Err(ApiError::bad_request(format!("text: at most {max} characters (got {n})")));
     }
-    let v = ctx.db.read(|c| Ok(crate::storage::users::text_content(c, text)))?;
+    let opts = crate::http::params::text_opts(&body)?;
+    let v = ctx.db.read(|c| Ok(crate::storage::users::text_content_with(c, text, opts)))?;
     Ok(Resp::ok(v))
 }
 

@@ -30,6 +30,26 @@ pub fn bool_field(m: &Map<String, Value>, field: &str) -> ApiResult<Option<bool>
     }
 }
 
+/// pnut's `entities.parse_links` and `entities.parse_markdown_links` from
+/// a body, nested (`{"entities": {"parse_links": false}}`) or flat
+/// (`entities.parse_links=0`); both default to true.
+pub fn text_opts(m: &Map<String, Value>) -> ApiResult<crate::text::TextOpts> {
+    let nested = match m.get("entities") {
+        Some(Value::Object(e)) => e.clone(),
+        _ => Map::new(),
+    };
+    let get = |name: &str| -> ApiResult<Option<bool>> {
+        match bool_field(&nested, name)? {
+            Some(b) => Ok(Some(b)),
+            None => bool_field(m, &format!("entities.{name}")),
+        }
+    };
+    Ok(crate::text::TextOpts {
+        links: get("parse_links")?.unwrap_or(true),
+        markdown_links: get("parse_markdown_links")?.unwrap_or(true),
+    })
+}
+
 /// `since_id`, `before_id`, `count`. An id that is not a number is a 400
 /// naming the parameter; `count` is 1..200 or -200..-1, default 20, and an
 /// invalid count is ignored, as pnut does. `special` gives the meaning of a

@@ -160,7 +160,14 @@ pub fn by_username(c: &Connection, username: &str) -> rusqlite::Result<Option<Us
 /// resolved against the users table (an unknown name is no mention). The
 /// one resolver: posts, messages and profile descriptions all use it.
 pub fn text_content(c: &Connection, text: &str) -> serde_json::Value {
-    crate::text::content(text, |name| by_username(c, name).ok().flatten().map(|u| (u.id, u.username)))
+    text_content_with(c, text, crate::text::TextOpts::default())
+}
+
+/// `text_content` with what to parse (`entities.parse_*`).
+pub fn text_content_with(c: &Connection, text: &str, opts: crate::text::TextOpts) -> serde_json::Value {
+    crate::text::content_with(text, opts, |name| {
+        by_username(c, name).ok().flatten().map(|u| (u.id, u.username))
+    })
 }
 
 pub fn list(c: &Connection) -> rusqlite::Result<Vec<UserRow>> {

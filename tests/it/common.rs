@@ -251,6 +251,11 @@ impl Server {
         self.call(method, path, token, Some(("application/json", &body.to_string())))
     }
 
+    pub fn form_with_token(&self, path: &str, token: &str, fields: &[(&str, &str)]) -> Resp {
+        let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
+        self.call("POST", path, Some(token), Some(("application/x-www-form-urlencoded", &body.join("&"))))
+    }
+
     pub fn form(&self, path: &str, fields: &[(&str, &str)]) -> Resp {
         let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
         self.call("POST", path, None, Some(("application/x-www-form-urlencoded", &body.join("&"))))

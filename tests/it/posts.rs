@@ -865,3 +865,51 @@ fn a_duplicate_post_is_refused_inside_the_window() {
     let off = Server::start_with(&["--duplicate-window-secs", "0"]);
     assert_eq!(off.get("/v1/sys/config", None).body["data"]["post"]["seconds_between_duplicates"], 0);
 }
+
+/// `update_marker=1` moves the author's "personal" marker to the new post
+/// (with its `stream_marker` event); markdown links leave their label and a
+/// link entity; `entities.parse_*` turn parsing off (issue 20).
+#[test]
+fn update_marker_markdown_links_and_parse_flags() {
+    let f = fx();
+    let mut ws = f.stream("m", &["stream_marker"], "");
+    let p = f.s.json("POST", "/v1/posts?update_marker=1", Some(&f.alice), json!({"text": "marked"}));
+    assert_eq!(p.status, 201, "{}", p.body);
+    let ev = ws.next_event();
+    assert_eq!(
+        (ev["data"]["marker"]["name"].as_str(), ev["data"]["marker"]["id"].as_str()),
+        (Some("personal"), p.body["data"]["id"].as_str()),
+        "{ev}"
+    );
+
+    let md = f.post(&f.alice, json!({"text": "read [the docs](https://pnut.io/docs) now"}));
+    assert_eq!(md["content"]["text"], "read the docs now");
+    assert_eq!(
+        md["content"]["entities"]["links"],
+        json!([{"pos": 5, "len": 8, "text": "the docs", "url": "https://pnut.io/docs"}])
+    );
+    let plain = f.post(
+        &f.alice,
+        json!({"text": "[x](https://a.example) https://b.example",
+               "entities": {"parse_links": false, "parse_markdown_links": false}}),
+    );
+    assert_eq!(plain["content"]["text"], "[x](https://a.example) https://b.example");
+    assert_eq!(plain["content"]["entities"]["links"], json!([]));
+    // Flat form keys work too, and text/process answers the same.
+    let r = f.s.form_with_token(
+        "/v1/text/process",
+        &f.alice,
+        &[("text", "[y](https://c.example)"), ("entities.parse_markdown_links", "0")],
+    );
+    assert_eq!(r.body["data"]["text"], "[y](https://c.example)", "{}", r.body);
+    assert_error(
+        &f.s.json(
+            "POST",
+            "/v1/posts",
+            Some(&f.alice),
+            json!({"text": "x", "entities": {"parse_links": "maybe"}}),
+        ),
+        400,
+        "parse_links",
+    );
+}

@@ -39,6 +39,14 @@ fn emit_stream_marker(
     })
 }
 
+/// Moves one of `uid`'s post stream markers (`personal`, `unified`, …) to
+/// `id` in `tx`, with its `stream_marker` event, as `POST /v1/markers`
+/// would (`update_marker=1` on a new post).
+pub(crate) fn move_marker(tx: &mut Tx, api_url: &str, uid: i64, name: &str, id: i64) -> ApiResult<()> {
+    let m = store::set_marker(tx, uid, name, id, 0, false)?;
+    emit_stream_marker(tx, api_url, uid, &marker_value(&m), None)
+}
+
 /// `POST /v1/markers`: a list (≤10) of `{name, id, percentage?}`; channel
 /// markers need read access. `reset_read_id=1` lets `last_read_id` go back.
 pub fn markers(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {

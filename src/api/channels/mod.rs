@@ -15,6 +15,7 @@ mod subscriptions;
 use acl::*;
 use crud::*;
 pub(crate) use crud::{explore, explore_list, search};
+pub(crate) use markers::move_marker;
 use markers::*;
 pub(crate) use messages::search as search_messages;
 use pm::*;

@@ -19,6 +19,8 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let reply_to = body_id(&body, "reply_to")?;
     let is_nsfw = bool_field(&body, "is_nsfw")?;
     let raw = body_raw(&body)?;
+    let opts = crate::http::params::text_opts(&body)?;
+    let update_marker = req.flag("update_marker", false);
     let view = View::new(req, Some(uid));
     let ev = ctx.db.write_content(|tx| {
         let parent = match reply_to {
@@ -34,7 +36,7 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
             Some(p) if p.repost_of.is_some() => Some(live_original(tx, p.id)?),
             other => other,
         };
-        let content = users::text_content(tx, &text);
+        let content = users::text_content_with(tx, &text, opts);
         // pnut refuses the same text twice in a short window
         // (`--duplicate-window-secs`, published in sys/config).
         let window = ctx.published.duplicate_secs;
@@ -64,6 +66,11 @@ pub fn create(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
         store::set_tags(tx, row.id, &tags)?;
         let mut notified = mentions;
         notified.extend(parent.as_ref().map(|p| p.user_id));
+        if update_marker {
+            // `update_marker=1`: the author's "personal" stream marker moves
+            // to the new post (pnut).
+            crate::api::channels::move_marker(tx, &ctx.api_url, uid, "personal", row.id)?;
+        }
         emit_new_post(tx, &ctx.api_url, &row, &notified)
     })?;
     // The answer is the event's rendering plus the author's own flags: no
@@ -78,6 +85,7 @@ pub fn revise(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let body = req.params()?;
     let text = body_text(&body)?;
     let is_nsfw = bool_field(&body, "is_nsfw")?;
+    let opts = crate::http::params::text_opts(&body)?;
     let view = View::new(req, Some(uid));
     let v = ctx.db.write(|tx| {
         let row = get_post(tx, id)?;
@@ -98,7 +106,7 @@ pub fn revise(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
                 "post_id: a post can be revised only within {REVISION_WINDOW} seconds of its creation"
             )));
         }
-        let content = users::text_content(tx, &text);
+        let content = users::text_content_with(tx, &text, opts);
         if entities(&content) != entities(&row.content) {
             return Err(ApiError::bad_request(
                 "text: a revision must keep the same links, mentions and tags",
