@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/011_search.sql"),
     include_str!("../../migrations/012_reports.sql"),
     include_str!("../../migrations/013_app_owner.sql"),
+    include_str!("../../migrations/014_deleted_at.sql"),
 ];
 
 /// The schema version this build writes.

@@ -158,7 +158,10 @@ pub fn recent_duplicate(c: &Connection, user: i64, text: &str, since: i64) -> ru
 }
 
 pub fn mark_deleted(c: &Connection, id: i64) -> rusqlite::Result<()> {
-    c.qexec("UPDATE posts SET is_deleted = 1 WHERE id = ?1", [id])?;
+    c.qexec(
+        "UPDATE posts SET is_deleted = 1, deleted_at = ?2 WHERE id = ?1",
+        params![id, crate::util::now()],
+    )?;
     Ok(())
 }
 
@@ -436,15 +439,10 @@ pub struct Hide {
     pub include_deleted: bool,
 }
 
-/// A page of post ids. Deleted reposts never show.
-pub fn post_page(c: &Connection, list: &PostList, hide: Hide, p: &Page) -> rusqlite::Result<Listed> {
-    let include_deleted = hide.include_deleted;
-    let mut args: Vec<Sql> = Vec::new();
-    let mut cond = String::from("NOT (p.repost_of IS NOT NULL AND p.is_deleted = 1)");
-    if !include_deleted {
-        cond.push_str(" AND p.is_deleted = 0");
-    }
-    let which = match list {
+/// Which posts make `list` for this viewer (not the deleted-post rules):
+/// the list's own condition and the viewer's `Hide`, with their values.
+fn list_cond(list: &PostList, hide: Hide, args: &mut Vec<Sql>) -> String {
+    let mut cond = match list {
         PostList::Global => "p.user_id IN (SELECT id FROM users WHERE type = 'human')".to_string(),
         PostList::ByUser(u) => {
             args.push(Sql::Integer(*u));
@@ -472,17 +470,9 @@ pub fn post_page(c: &Connection, list: &PostList, hide: Hide, p: &Page) -> rusql
             args.push(Sql::Integer(*t));
             "p.thread_id = ?".into()
         }
-        PostList::Search(s) => {
-            cond.push_str(" AND p.is_deleted = 0");
-            super::search::post_filter(s, &mut args)
-        }
-        PostList::Explore(e) => {
-            cond.push_str(" AND p.is_deleted = 0");
-            explore_filter(*e, &mut args)
-        }
+        PostList::Search(s) => format!("p.is_deleted = 0 AND {}", super::search::post_filter(s, args)),
+        PostList::Explore(e) => format!("p.is_deleted = 0 AND {}", explore_filter(*e, args)),
     };
-    cond.push_str(" AND ");
-    cond.push_str(&which);
     if let Some(v) = hide.for_viewer {
         args.extend([Sql::Integer(v), Sql::Integer(v)]);
         cond.push_str(
@@ -494,6 +484,53 @@ pub fn post_page(c: &Connection, list: &PostList, hide: Hide, p: &Page) -> rusql
             cond.push_str(" AND p.user_id NOT IN (SELECT muted_id FROM mutes WHERE user_id = ?)");
         }
     }
+    cond
+}
+
+/// For a list polled with `since_id` = `since`: the posts of the list a
+/// client may already hold (ids up to `since`) deleted, and those revised,
+/// at or after the time post `since` was made (pnut's `meta.deleted_ids`
+/// and `revised_ids`); at most 200 each, newest first.
+pub fn changed_since(
+    c: &Connection,
+    list: &PostList,
+    hide: Hide,
+    since: i64,
+) -> rusqlite::Result<(Vec<i64>, Vec<i64>)> {
+    let Some(at) =
+        c.qrow("SELECT created_at FROM posts WHERE id = ?1", [since], |r| r.get::<_, i64>(0)).optional()?
+    else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let mut out = Vec::new();
+    for changed in [
+        "p.id IN (SELECT id FROM posts WHERE deleted_at >= ?)",
+        "p.is_deleted = 0 AND p.id IN (SELECT post_id FROM post_revisions WHERE created_at >= ?)",
+    ] {
+        let mut args = vec![Sql::Integer(at), Sql::Integer(since)];
+        let cond = list_cond(list, hide, &mut args);
+        let sql = format!(
+            "SELECT p.id FROM posts p WHERE {changed} AND p.id <= ? AND p.repost_of IS NULL AND {cond}
+             ORDER BY p.id DESC LIMIT 200"
+        );
+        let mut st = c.prepare_cached(&sql)?;
+        let ids =
+            st.query_map(params_from_iter(args), |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
+        out.push(ids);
+    }
+    let revised = out.pop().unwrap_or_default();
+    Ok((out.pop().unwrap_or_default(), revised))
+}
+
+/// A page of post ids. Deleted reposts never show.
+pub fn post_page(c: &Connection, list: &PostList, hide: Hide, p: &Page) -> rusqlite::Result<Listed> {
+    let mut args: Vec<Sql> = Vec::new();
+    let mut cond = String::from("NOT (p.repost_of IS NOT NULL AND p.is_deleted = 1)");
+    if !hide.include_deleted {
+        cond.push_str(" AND p.is_deleted = 0");
+    }
+    cond.push_str(" AND ");
+    cond.push_str(&list_cond(list, hide, &mut args));
     let inner = match list {
         PostList::Search(s) => super::search::post_inner(s, &cond, &mut args),
         PostList::Explore(Explore::Trending { .. }) => {

@@ -913,3 +913,25 @@ fn update_marker_markdown_links_and_parse_flags() {
         "parse_links",
     );
 }
+
+/// A stream polled with `since_id` lists the posts a client may hold (ids
+/// up to since_id) deleted or revised since that post was made (issue 20).
+#[test]
+fn polling_with_since_id_reports_deleted_and_revised_posts() {
+    let f = fx();
+    let old = f.post(&f.alice, json!({"text": "old one"}))["id"].as_str().unwrap().to_string();
+    let kept = f.post(&f.alice, json!({"text": "kept one"}))["id"].as_str().unwrap().to_string();
+    let seen = f.post(&f.alice, json!({"text": "newest seen"}))["id"].as_str().unwrap().to_string();
+    assert_eq!(f.del(&format!("/v1/posts/{old}"), &f.alice).status, 200);
+    let r =
+        f.s.json("PUT", &format!("/v1/posts/{kept}"), Some(&f.alice), json!({"text": "kept one, revised"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let new = f.post(&f.alice, json!({"text": "brand new"}))["id"].as_str().unwrap().to_string();
+    let body = f.get(&format!("/v1/users/1/posts?since_id={seen}"), None);
+    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(body["data"][0]["id"], new.as_str());
+    assert_eq!(body["meta"]["deleted_ids"], json!([old]));
+    assert_eq!(body["meta"]["revised_ids"], json!([kept]));
+    // Without since_id there is nothing to report.
+    assert!(f.get("/v1/users/1/posts", None)["meta"].get("deleted_ids").is_none());
+}

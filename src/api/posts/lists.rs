@@ -70,7 +70,17 @@ pub(super) fn list_of(ctx: &Ctx, req: &Req, view: &View, list: PostList, hide: b
         include_muted: req.flag("include_muted", false),
         include_deleted: view.include_deleted,
     };
-    post_list(ctx, view, req, |c, pr| Ok(store::post_page(c, &list, hide, pr)?))
+    let mut resp = post_list(ctx, view, req, |c, pr| Ok(store::post_page(c, &list, hide, pr)?))?;
+    // Polled with since_id: what the client may hold that changed since
+    // (pnut's `deleted_ids` and `revised_ids`).
+    let since = crate::http::params::page(req)?.since;
+    if let (Some(since), false) = (since, matches!(list, PostList::Search(_) | PostList::Explore(_))) {
+        let (deleted, revised) = ctx.db.read(|c| Ok(store::changed_since(c, &list, hide, since)?))?;
+        let ids = |v: Vec<i64>| json!(v.iter().map(|i| i.to_string()).collect::<Vec<_>>());
+        resp.body["meta"]["deleted_ids"] = ids(deleted);
+        resp.body["meta"]["revised_ids"] = ids(revised);
+    }
+    Ok(resp)
 }
 
 pub fn stream_global(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
