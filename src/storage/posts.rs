@@ -72,8 +72,8 @@ pub fn insert(c: &Connection, p: &NewPost) -> rusqlite::Result<PostRow> {
     // transaction, so no other writer can take the id meanwhile.
     let id: i64 = c.qrow("SELECT COALESCE(MAX(id), 0) + 1 FROM posts", [], |r| r.get(0))?;
     c.qexec(
-        "INSERT INTO posts (id, user_id, app_id, created_at, thread_id, reply_to, repost_of, content, is_nsfw, raw)
-         VALUES (?1, ?2, ?3, ?4, COALESCE(?5, ?1), ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO posts (id, user_id, app_id, created_at, thread_id, reply_to, repost_of, content, is_nsfw, raw, text_hash)
+         VALUES (?1, ?2, ?3, ?4, COALESCE(?5, ?1), ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             id,
             p.user_id,
@@ -84,7 +84,8 @@ pub fn insert(c: &Connection, p: &NewPost) -> rusqlite::Result<PostRow> {
             p.repost_of,
             p.content.to_string(),
             p.is_nsfw,
-            p.raw.to_string()
+            p.raw.to_string(),
+            p.repost_of.is_none().then(|| text_hash(p.content["text"].as_str().unwrap_or_default()))
         ],
     )?;
     Ok(PostRow {
@@ -146,15 +147,22 @@ pub fn revisions(c: &Connection, post_id: i64) -> rusqlite::Result<Vec<(i64, Val
 }
 
 /// Has `user` a live post (not a repost) with exactly `text` created at
-/// or after `since`? Only their newest 20 posts are looked at (bounded).
+/// or after `since`?
 pub fn recent_duplicate(c: &Connection, user: i64, text: &str, since: i64) -> rusqlite::Result<bool> {
+    // The hash finds the candidates (one index probe); the text itself
+    // decides, so a hash collision never refuses a post.
     c.qrow(
-        "SELECT EXISTS (SELECT 1 FROM (SELECT content, created_at, is_deleted, repost_of FROM posts
-             WHERE user_id = ?1 ORDER BY id DESC LIMIT 20)
-           WHERE created_at >= ?2 AND is_deleted = 0 AND repost_of IS NULL AND json_extract(content, '$.text') = ?3)",
-        params![user, since, text],
+        "SELECT EXISTS (SELECT 1 FROM posts WHERE user_id = ?1 AND text_hash = ?2 AND created_at >= ?3
+           AND is_deleted = 0 AND json_extract(content, '$.text') = ?4)",
+        params![user, text_hash(text), since, text],
         |r| r.get(0),
     )
+}
+
+/// The first 8 bytes of the text's SHA-256, as a number (`posts.text_hash`).
+fn text_hash(text: &str) -> i64 {
+    let h = crate::util::sha256(text);
+    i64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]])
 }
 
 pub fn mark_deleted(c: &Connection, id: i64) -> rusqlite::Result<()> {
