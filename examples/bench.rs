@@ -15,8 +15,12 @@
 //!            filter at every bound, and beside that filter and attackers
 //!            (slowloris on both listeners, endless header lines, a ping
 //!            flood that never reads): the p99 of each, and its ratio
+//!   search   ingest with the full-text index on and off (alternating, a
+//!            fresh server each), then GET /v1/posts/search latency on
+//!            --posts posts (default 1,000,000) the bench writes straight
+//!            into the database
 //! FLAGS:
-//!   --conns N --rate R --secs T --writers P --apps A --hold S
+//!   --conns N --rate R --secs T --writers P --apps A --hold S --posts N
 //!   --json FILE               also write the rows as JSON
 //!   --spin-us U               the subscriber loops poll without sleeping for
 //!                             U µs after data arrives (default 0: it sleeps
@@ -40,6 +44,8 @@
 
 #[path = "bench/hostile.rs"]
 mod hostile;
+#[path = "bench/searching.rs"]
+mod searching;
 
 use rustix::event::epoll;
 use serde_json::{json, Value};
@@ -70,6 +76,7 @@ struct Args {
     api: Option<String>,
     stream: Option<String>,
     db: Option<String>,
+    posts: Option<usize>,
 }
 
 fn parse_args() -> Args {
@@ -89,6 +96,7 @@ fn parse_args() -> Args {
         api: None,
         stream: None,
         db: None,
+        posts: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -108,7 +116,8 @@ fn parse_args() -> Args {
             "--api" => a.api = Some(val()),
             "--stream" => a.stream = Some(val()),
             "--db" => a.db = Some(val()),
-            "idle" | "fanout" | "ingest" | "slow" | "hostile" => a.scenarios.push(x.clone()),
+            "--posts" => a.posts = Some(num(&val())),
+            "idle" | "fanout" | "ingest" | "slow" | "hostile" | "search" => a.scenarios.push(x.clone()),
             "-h" | "--help" => {
                 println!("see the header of examples/bench.rs");
                 std::process::exit(0);
@@ -868,6 +877,7 @@ fn main() {
             "fanout" => run(fanout(&t, &a, a.conns.unwrap_or(1000), a.rate, false, "f")),
             "ingest" => run(ingest(&t, &a)),
             "hostile" => hostile::run(&t, &a).into_iter().for_each(&mut run),
+            "search" => searching::run(&t, &a).into_iter().for_each(&mut run),
             "slow" => {
                 let n = a.conns.unwrap_or(100);
                 run(fanout(&t, &a, n, a.rate, false, "s0"));

@@ -13,8 +13,9 @@ use super::Page;
 use rusqlite::types::Value as Sql;
 use rusqlite::{params_from_iter, Connection};
 
-/// At most this many results are ranked by relevance (CPU per query).
-pub const RELEVANCE_CAP: i64 = 10_000;
+/// Ordered by relevance, the newest this many matches are ranked (CPU per
+/// query: 2,000 bm25 scores is a few milliseconds whatever the word).
+pub const RELEVANCE_CAP: i64 = 2_000;
 /// At most this many words in a query.
 pub const MAX_TERMS: usize = 16;
 /// Candidates a search that filters row by row looks at per page.
@@ -70,11 +71,7 @@ fn list_sql(n: usize) -> String {
 /// Reposts are never results: they have no text of their own.
 pub(super) fn post_filter(s: &PostSearch, args: &mut Vec<Sql>) -> String {
     let mut w = vec!["p.repost_of IS NULL".to_string()];
-    // Ranked by relevance, the match is the query's own FROM (`post_inner`).
-    if let (Some(q), false) = (&s.q, s.relevance) {
-        w.push("p.id IN (SELECT rowid FROM posts_fts WHERE posts_fts MATCH ?)".into());
-        args.push(Sql::Text(q.clone()));
-    }
+    // The words are matched in the query's own FROM (`post_inner`).
     let mut int = |cond: &str, v: Option<i64>, args: &mut Vec<Sql>| {
         if let Some(v) = v {
             w.push(cond.into());
@@ -143,16 +140,26 @@ pub(super) fn post_filter(s: &PostSearch, args: &mut Vec<Sql>) -> String {
 pub(super) fn post_inner(s: &PostSearch, cond: &str, args: &mut Vec<Sql>) -> String {
     match (&s.q, s.relevance) {
         (Some(q), true) => {
-            // Ranked in FTS5 (bm25), newest first among equals, then numbered.
+            // The newest RELEVANCE_CAP matches (read from the index newest
+            // first, so a common word costs no more than a rare one),
+            // ranked by FTS5's bm25, newest first among equals, numbered.
             args.insert(0, Sql::Text(q.clone()));
             args.push(Sql::Integer(RELEVANCE_CAP));
             format!(
                 "SELECT {RELEVANCE_CAP} + 1 - row_number() OVER (ORDER BY r.rank, r.id DESC) AS pid, r.id AS oid, NULL AS extra
                  FROM (SELECT p.id, f.rank FROM posts_fts f JOIN posts p ON p.id = f.rowid
-                       WHERE posts_fts MATCH ? AND {cond} ORDER BY f.rank, p.id DESC LIMIT ?) r"
+                       WHERE posts_fts MATCH ? AND {cond} ORDER BY f.rowid DESC LIMIT ?) r"
             )
         }
-        _ => format!("SELECT p.id AS pid, p.id AS oid, NULL AS extra FROM posts p WHERE {cond}"),
+        (Some(q), false) => {
+            // By id: the page window goes to the index as rowid bounds.
+            args.insert(0, Sql::Text(q.clone()));
+            format!(
+                "SELECT f.rowid AS pid, f.rowid AS oid, NULL AS extra FROM posts_fts f JOIN posts p ON p.id = f.rowid
+                 WHERE posts_fts MATCH ? AND {cond}"
+            )
+        }
+        (None, _) => format!("SELECT p.id AS pid, p.id AS oid, NULL AS extra FROM posts p WHERE {cond}"),
     }
 }
 
@@ -219,7 +226,7 @@ pub fn users(c: &Connection, s: &UserSearch, viewer: Option<i64>, p: &Page) -> r
             format!(
                 "SELECT {RELEVANCE_CAP} + 1 - row_number() OVER (ORDER BY r.rank, r.id DESC) AS pid, r.id AS oid, NULL AS extra
                  FROM (SELECT u.id, f.rank FROM users_fts f JOIN users u ON u.id = f.rowid
-                       WHERE users_fts MATCH ? AND {cond} ORDER BY f.rank, u.id DESC LIMIT ?) r"
+                       WHERE users_fts MATCH ? AND {cond} ORDER BY f.rowid DESC LIMIT ?) r"
             )
         }
         (Some(q), false) => {
