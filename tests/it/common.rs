@@ -464,3 +464,38 @@ pub fn small_buffer_ws(addr: &str, query: &str) -> Ws {
     ws.set_timeout(DEADLINE);
     ws
 }
+
+/// The setting of most REST tests: alice, bob and carol (ids 1, 2, 3,
+/// password `pw`) with user tokens of one app that may use the password
+/// grant, with `scopes`.
+pub struct Trio {
+    pub s: Server,
+    pub alice: String,
+    pub bob: String,
+    pub carol: String,
+}
+
+pub fn trio(scopes: &str) -> Trio {
+    let s = Server::start();
+    for u in ["alice", "bob", "carol"] {
+        s.add_user(u, "pw");
+    }
+    let app = s.add_app("client");
+    let token = |u: &str| s.user_token(&app, u, "pw", scopes);
+    let (alice, bob, carol) = (token("alice"), token("bob"), token("carol"));
+    Trio { s, alice, bob, carol }
+}
+
+impl Trio {
+    /// A call that must succeed (status below 300); its `data`.
+    pub fn ok(&self, method: &str, path: &str, tok: &str, body: Value) -> Value {
+        let r = self.s.json(method, path, Some(tok), body);
+        assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.body);
+        r.body["data"].clone()
+    }
+
+    /// Posts as the holder of `tok`; the new post's id.
+    pub fn post(&self, tok: &str, body: Value) -> String {
+        self.ok("POST", "/v1/posts", tok, body)["id"].as_str().unwrap().to_string()
+    }
+}

@@ -3,39 +3,13 @@
 use crate::common::*;
 use serde_json::{json, Value};
 
-const PW: &str = "pw";
-
-struct Fx {
-    s: Server,
-    alice: String,
-    bob: String,
-    carol: String,
-}
+type Fx = Trio;
 
 fn fx() -> Fx {
-    let s = Server::start();
-    for u in ["alice", "bob", "carol"] {
-        s.add_user(u, PW);
-    }
-    let app = s.add_app("client");
-    let scopes = "stream,write_post,follow,messages";
-    let alice = s.user_token(&app, "alice", PW, scopes);
-    let bob = s.user_token(&app, "bob", PW, scopes);
-    let carol = s.user_token(&app, "carol", PW, scopes);
-    Fx { s, alice, bob, carol }
+    trio("stream,write_post,follow,messages")
 }
 
 impl Fx {
-    fn ok(&self, method: &str, path: &str, tok: &str, body: Value) -> Value {
-        let r = self.s.json(method, path, Some(tok), body);
-        assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.body);
-        r.body["data"].clone()
-    }
-
-    fn post(&self, tok: &str, body: Value) -> String {
-        self.ok("POST", "/v1/posts", tok, body)["id"].as_str().unwrap().to_string()
-    }
-
     fn ids(&self, path: &str, tok: Option<&str>) -> Vec<String> {
         let r = self.s.get(path, tok);
         assert_eq!(r.status, 200, "{path}: {}", r.body);

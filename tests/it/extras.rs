@@ -32,26 +32,10 @@ fn clients_show_what_the_operator_registered() {
     assert_error(&s.get("/v1/clients/nope", None), 404, "Client not found");
 }
 
-struct Fx {
-    s: Server,
-    alice: String,
-    bob: String,
-    carol: String,
-}
+type Fx = Trio;
 
 fn fx() -> Fx {
-    let s = Server::start();
-    for u in ["alice", "bob", "carol"] {
-        s.add_user(u, PW);
-    }
-    let app = s.add_app("client");
-    let scopes = "messages,files";
-    Fx {
-        alice: s.user_token(&app, "alice", PW, scopes),
-        bob: s.user_token(&app, "bob", PW, scopes),
-        carol: s.user_token(&app, "carol", PW, scopes),
-        s,
-    }
+    trio("messages,files")
 }
 
 impl Fx {

@@ -5,42 +5,13 @@
 use crate::common::*;
 use serde_json::{json, Value};
 
-const PW: &str = "pw";
-
-struct Fx {
-    s: Server,
-    alice: String,
-    bob: String,
-    carol: String,
-}
+type Fx = Trio;
 
 fn fx() -> Fx {
-    let s = Server::start();
-    for u in ["alice", "bob", "carol"] {
-        s.add_user(u, PW);
-    }
-    let app = s.add_app("client");
-    let scopes = "stream,write_post,follow,polls";
-    let alice = s.user_token(&app, "alice", PW, scopes);
-    let bob = s.user_token(&app, "bob", PW, scopes);
-    let carol = s.user_token(&app, "carol", PW, scopes);
-    Fx { s, alice, bob, carol }
+    trio("stream,write_post,follow,polls")
 }
 
 impl Fx {
-    fn ok(&self, method: &str, path: &str, tok: &str, body: Option<Value>) -> Value {
-        let r = match body {
-            Some(b) => self.s.json(method, path, Some(tok), b),
-            None => self.s.call(method, path, Some(tok), None),
-        };
-        assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.body);
-        r.body["data"].clone()
-    }
-
-    fn post(&self, tok: &str, body: Value) -> String {
-        self.ok("POST", "/v1/posts", tok, Some(body))["id"].as_str().unwrap().to_string()
-    }
-
     fn list(&self, path: &str, tok: Option<&str>) -> Value {
         let r = self.s.get(path, tok);
         assert_eq!(r.status, 200, "{path}: {}", r.body);
@@ -70,22 +41,22 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
 fn what_others_did_to_me_newest_first_with_filters_and_paging() {
     let f = fx();
     let p = f.post(&f.alice, json!({"text": "hello"}));
-    f.ok("PUT", "/v1/users/1/follow", &f.bob, None);
+    f.ok("PUT", "/v1/users/1/follow", &f.bob, json!({}));
     f.post(&f.bob, json!({"text": "hi back", "reply_to": p}));
-    f.ok("PUT", &format!("/v1/posts/{p}/repost"), &f.bob, None);
-    f.ok("PUT", &format!("/v1/posts/{p}/bookmark"), &f.bob, None);
+    f.ok("PUT", &format!("/v1/posts/{p}/repost"), &f.bob, json!({}));
+    f.ok("PUT", &format!("/v1/posts/{p}/bookmark"), &f.bob, json!({}));
     f.post(&f.carol, json!({"text": "look @alice"}));
     let poll = f.ok(
         "POST",
         "/v1/polls",
         &f.alice,
-        Some(json!({"type": "com.example.poll", "prompt": "Tea?", "is_anonymous": false, "is_public": true,
-                     "options": [{"text": "yes"}, {"text": "no"}], "duration": 60})),
+        json!({"type": "com.example.poll", "prompt": "Tea?", "is_anonymous": false, "is_public": true,
+                     "options": [{"text": "yes"}, {"text": "no"}], "duration": 60}),
     );
     let poll_id = poll["id"].as_str().unwrap().to_string();
-    f.ok("PUT", &format!("/v1/polls/{poll_id}/response"), &f.carol, Some(json!({"positions": [1]})));
+    f.ok("PUT", &format!("/v1/polls/{poll_id}/response"), &f.carol, json!({"positions": [1]}));
     // Her own actions are not interactions.
-    f.ok("PUT", &format!("/v1/posts/{p}/bookmark"), &f.alice, None);
+    f.ok("PUT", &format!("/v1/posts/{p}/bookmark"), &f.alice, json!({}));
 
     let all = f.list("/v1/users/me/interactions", Some(&f.alice));
     let mut got = summary(&all);
@@ -148,20 +119,20 @@ fn undone_deleted_muted_and_blocked_actions_are_gone() {
     let f = fx();
     let p = f.post(&f.alice, json!({"text": "hello"}));
     let reply = f.post(&f.bob, json!({"text": "hi back", "reply_to": p}));
-    f.ok("PUT", &format!("/v1/posts/{p}/bookmark"), &f.bob, None);
-    f.ok("PUT", "/v1/users/1/follow", &f.carol, None);
-    f.ok("PUT", &format!("/v1/posts/{p}/repost"), &f.carol, None);
+    f.ok("PUT", &format!("/v1/posts/{p}/bookmark"), &f.bob, json!({}));
+    f.ok("PUT", "/v1/users/1/follow", &f.carol, json!({}));
+    f.ok("PUT", &format!("/v1/posts/{p}/repost"), &f.carol, json!({}));
     assert_eq!(summary(&f.list("/v1/users/me/interactions", Some(&f.alice))).len(), 4);
     // Undone: unbookmark, delete the reply, unfollow.
-    f.ok("DELETE", &format!("/v1/posts/{p}/bookmark"), &f.bob, None);
-    f.ok("DELETE", &format!("/v1/posts/{reply}"), &f.bob, None);
-    f.ok("DELETE", "/v1/users/1/follow", &f.carol, None);
+    f.ok("DELETE", &format!("/v1/posts/{p}/bookmark"), &f.bob, json!({}));
+    f.ok("DELETE", &format!("/v1/posts/{reply}"), &f.bob, json!({}));
+    f.ok("DELETE", "/v1/users/1/follow", &f.carol, json!({}));
     assert_eq!(summary(&f.list("/v1/users/me/interactions", Some(&f.alice))), pairs(&[("repost", "carol")]));
     // Muted or blocked actors are left out, as in the post streams.
-    f.ok("PUT", "/v1/users/3/mute", &f.alice, None);
+    f.ok("PUT", "/v1/users/3/mute", &f.alice, json!({}));
     assert_eq!(summary(&f.list("/v1/users/me/interactions", Some(&f.alice))), pairs(&[]));
-    f.ok("DELETE", "/v1/users/3/mute", &f.alice, None);
-    f.ok("PUT", "/v1/users/1/block", &f.carol, None);
+    f.ok("DELETE", "/v1/users/3/mute", &f.alice, json!({}));
+    f.ok("PUT", "/v1/users/1/block", &f.carol, json!({}));
     assert_eq!(summary(&f.list("/v1/users/me/interactions", Some(&f.alice))), pairs(&[]));
 }
 
@@ -170,8 +141,8 @@ fn one_posts_interactions_have_users_and_no_objects() {
     let f = fx();
     let p = f.post(&f.alice, json!({"text": "hello"}));
     f.post(&f.bob, json!({"text": "hi", "reply_to": p}));
-    f.ok("PUT", &format!("/v1/posts/{p}/bookmark"), &f.carol, None);
-    f.ok("PUT", "/v1/users/1/follow", &f.bob, None);
+    f.ok("PUT", &format!("/v1/posts/{p}/bookmark"), &f.carol, json!({}));
+    f.ok("PUT", "/v1/users/1/follow", &f.bob, json!({}));
     let body = f.list(&format!("/v1/posts/{p}/interactions"), None);
     let mut got = summary(&body);
     got.sort();
@@ -185,6 +156,6 @@ fn one_posts_interactions_have_users_and_no_objects() {
         "filters: 'follow'",
     );
     assert_eq!(f.s.get("/v1/posts/999/interactions", None).status, 404);
-    f.ok("DELETE", &format!("/v1/posts/{p}"), &f.alice, None);
+    f.ok("DELETE", &format!("/v1/posts/{p}"), &f.alice, json!({}));
     assert_eq!(f.s.get(&format!("/v1/posts/{p}/interactions"), None).status, 404);
 }

@@ -2,41 +2,17 @@
 //! search shows is what a fetch by id would show, and nothing more.
 
 use crate::common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
-const PW: &str = "pw";
 const SCOPES: &str = "stream,write_post,follow,messages,polls,update_profile";
 
-struct Fx {
-    s: Server,
-    alice: String,
-    bob: String,
-    carol: String,
-}
+type Fx = Trio;
 
 fn fx() -> Fx {
-    let s = Server::start();
-    for u in ["alice", "bob", "carol"] {
-        s.add_user(u, PW);
-    }
-    let app = s.add_app("client");
-    let alice = s.user_token(&app, "alice", PW, SCOPES);
-    let bob = s.user_token(&app, "bob", PW, SCOPES);
-    let carol = s.user_token(&app, "carol", PW, SCOPES);
-    Fx { s, alice, bob, carol }
+    trio(SCOPES)
 }
 
 impl Fx {
-    fn ok(&self, method: &str, path: &str, tok: &str, body: Value) -> Value {
-        let r = self.s.json(method, path, Some(tok), body);
-        assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.body);
-        r.body["data"].clone()
-    }
-
-    fn post(&self, tok: &str, body: Value) -> String {
-        self.ok("POST", "/v1/posts", tok, body)["id"].as_str().unwrap().to_string()
-    }
-
     /// The ids (or usernames for users) a search found, in order.
     fn found(&self, path: &str, tok: Option<&str>) -> Vec<String> {
         let r = self.s.get(path, tok);
