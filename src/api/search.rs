@@ -93,6 +93,38 @@ pub(crate) fn user_types(req: &Req) -> ApiResult<Vec<String>> {
     Ok(t)
 }
 
+/// A search that checks each candidate row against the caller's rights:
+/// the ids `index` matches for `q` in `table` (newest first inside the page
+/// window, at most `SCAN_CAP`), each rendered by `show` or left out
+/// (`None`), until the page is full.
+pub(crate) fn scan(
+    ctx: &Ctx,
+    req: &Req,
+    index: &str,
+    table: &str,
+    show: impl Fn(&crate::storage::Connection, i64) -> ApiResult<Option<Value>>,
+) -> ApiResult<Resp> {
+    let q = q(req)?;
+    let pr = page(req)?;
+    let n = pr.count.unsigned_abs() as usize;
+    let (listed, out) = ctx.db.read(|c| {
+        let ids = store::candidates(c, index, q.as_deref(), table, &pr)?;
+        let scanned_all = (ids.len() as i64) < store::SCAN_CAP;
+        let (mut kept, mut out) = (Vec::new(), Vec::new());
+        for id in ids {
+            let Some(v) = show(c, id)? else { continue };
+            kept.push(id);
+            if kept.len() > n {
+                break;
+            }
+            out.push(v);
+        }
+        Ok((store::page_of(kept, scanned_all, &pr), out))
+    })?;
+    let keys: Vec<i64> = listed.items.iter().map(|i| i.pid).collect();
+    Ok(Resp::with_meta(200, page_meta(&keys, listed.more), Value::Array(out)))
+}
+
 /// `GET /v1/users/search`.
 pub fn users(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let viewer = auth::optional(&ctx.db, req)?.and_then(|p| p.user_id);

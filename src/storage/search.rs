@@ -135,32 +135,44 @@ pub(super) fn post_filter(s: &PostSearch, args: &mut Vec<Sql>) -> String {
     w.join(" AND ")
 }
 
+/// The inner query (`pid, oid, extra`) of a search of `table` (as `t`,
+/// the alias `cond` uses) under `cond`, its words matched in `index`;
+/// `q`'s value goes first in `args`.
+fn inner(
+    index: &str,
+    (table, t): (&str, &str),
+    q: Option<&str>,
+    relevance: bool,
+    cond: &str,
+    args: &mut Vec<Sql>,
+) -> String {
+    let Some(q) = q else {
+        return format!("SELECT {t}.id AS pid, {t}.id AS oid, NULL AS extra FROM {table} {t} WHERE {cond}");
+    };
+    args.insert(0, Sql::Text(q.to_string()));
+    if relevance {
+        // The newest RELEVANCE_CAP matches (read from the index newest
+        // first, so a common word costs no more than a rare one), ranked
+        // by FTS5's bm25, newest first among equals, numbered.
+        args.push(Sql::Integer(RELEVANCE_CAP));
+        format!(
+            "SELECT {RELEVANCE_CAP} + 1 - row_number() OVER (ORDER BY r.rank, r.id DESC) AS pid, r.id AS oid, NULL AS extra
+             FROM (SELECT {t}.id, f.rank FROM {index} f JOIN {table} {t} ON {t}.id = f.rowid
+                   WHERE {index} MATCH ? AND {cond} ORDER BY f.rowid DESC LIMIT ?) r"
+        )
+    } else {
+        // By id: the page window goes to the index as rowid bounds.
+        format!(
+            "SELECT f.rowid AS pid, f.rowid AS oid, NULL AS extra FROM {index} f JOIN {table} {t} ON {t}.id = f.rowid
+             WHERE {index} MATCH ? AND {cond}"
+        )
+    }
+}
+
 /// The inner query (`pid, oid, extra`) of a post search under `cond`
 /// (the search's filter and the viewer's `Hide`, built by `posts`).
 pub(super) fn post_inner(s: &PostSearch, cond: &str, args: &mut Vec<Sql>) -> String {
-    match (&s.q, s.relevance) {
-        (Some(q), true) => {
-            // The newest RELEVANCE_CAP matches (read from the index newest
-            // first, so a common word costs no more than a rare one),
-            // ranked by FTS5's bm25, newest first among equals, numbered.
-            args.insert(0, Sql::Text(q.clone()));
-            args.push(Sql::Integer(RELEVANCE_CAP));
-            format!(
-                "SELECT {RELEVANCE_CAP} + 1 - row_number() OVER (ORDER BY r.rank, r.id DESC) AS pid, r.id AS oid, NULL AS extra
-                 FROM (SELECT p.id, f.rank FROM posts_fts f JOIN posts p ON p.id = f.rowid
-                       WHERE posts_fts MATCH ? AND {cond} ORDER BY f.rowid DESC LIMIT ?) r"
-            )
-        }
-        (Some(q), false) => {
-            // By id: the page window goes to the index as rowid bounds.
-            args.insert(0, Sql::Text(q.clone()));
-            format!(
-                "SELECT f.rowid AS pid, f.rowid AS oid, NULL AS extra FROM posts_fts f JOIN posts p ON p.id = f.rowid
-                 WHERE posts_fts MATCH ? AND {cond}"
-            )
-        }
-        (None, _) => format!("SELECT p.id AS pid, p.id AS oid, NULL AS extra FROM posts p WHERE {cond}"),
-    }
+    inner("posts_fts", ("posts", "p"), s.q.as_deref(), s.relevance, cond, args)
 }
 
 /// A user search.
@@ -219,25 +231,7 @@ pub fn users(c: &Connection, s: &UserSearch, viewer: Option<i64>, p: &Page) -> r
         args.extend([Sql::Integer(v), Sql::Integer(v)]);
     }
     let cond = w.join(" AND ");
-    let inner = match (&s.q, s.relevance) {
-        (Some(q), true) => {
-            args.insert(0, Sql::Text(q.clone()));
-            args.push(Sql::Integer(RELEVANCE_CAP));
-            format!(
-                "SELECT {RELEVANCE_CAP} + 1 - row_number() OVER (ORDER BY r.rank, r.id DESC) AS pid, r.id AS oid, NULL AS extra
-                 FROM (SELECT u.id, f.rank FROM users_fts f JOIN users u ON u.id = f.rowid
-                       WHERE users_fts MATCH ? AND {cond} ORDER BY f.rowid DESC LIMIT ?) r"
-            )
-        }
-        (Some(q), false) => {
-            args.insert(0, Sql::Text(q.clone()));
-            format!(
-                "SELECT u.id AS pid, u.id AS oid, NULL AS extra FROM users u
-                 WHERE u.id IN (SELECT rowid FROM users_fts WHERE users_fts MATCH ?) AND {cond}"
-            )
-        }
-        (None, _) => format!("SELECT u.id AS pid, u.id AS oid, NULL AS extra FROM users u WHERE {cond}"),
-    };
+    let inner = inner("users_fts", ("users", "u"), s.q.as_deref(), s.relevance, &cond, &mut args);
     super::posts::paged(c, &inner, args, p)
 }
 

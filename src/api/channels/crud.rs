@@ -165,44 +165,25 @@ pub fn my_channels(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 /// channels the caller may read, as `GET /v1/channels?ids=` shows them.
 pub fn search(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     use crate::api::search as sp;
-    use crate::storage::search::{self as ss, SCAN_CAP};
     let caller = reader(ctx, req)?;
-    let q = sp::q(req)?;
     let types = sp::list(req, "channel_types")?;
     let categories = sp::list(req, "categories")?;
     let private = sp::flag(req, "is_private")?;
-    let pr = page(req)?;
     let opts = channel_opts(req, true);
-    let n = pr.count.unsigned_abs() as usize;
-    let (listed, out) = ctx.db.read(|c| {
-        let ids = ss::candidates(c, "channels_fts", q.as_deref(), "channels", &pr)?;
-        let scanned_all = (ids.len() as i64) < SCAN_CAP;
-        let (mut kept, mut out) = (Vec::new(), Vec::new());
-        for id in ids {
-            let Some(ch) = store::channel(c, id)? else { continue };
-            let in_category = || {
-                ch.raw["io.pnut.core.chat-settings"][0]["categories"].as_array().is_some_and(|cs| {
-                    cs.iter().any(|x| x.as_str().is_some_and(|x| categories.iter().any(|k| k == x)))
-                })
-            };
-            let ok = ch.is_active
-                && (types.is_empty() || types.contains(&ch.kind))
-                && (categories.is_empty() || in_category())
-                && private.is_none_or(|p| p != ch.acl.read.public)
-                && caller.can_read(&ch);
-            if !ok {
-                continue;
-            }
-            kept.push(id);
-            if kept.len() > n {
-                break;
-            }
-            out.push(rendered(channel_value(c, &ctx.api_url, &ch, caller.user())?, &opts));
-        }
-        Ok((ss::page_of(kept, scanned_all, &pr), out))
-    })?;
-    let keys: Vec<i64> = listed.items.iter().map(|i| i.pid).collect();
-    Ok(Resp::with_meta(200, page_meta(&keys, listed.more), Value::Array(out)))
+    sp::scan(ctx, req, "channels_fts", "channels", |c, id| {
+        let Some(ch) = store::channel(c, id)? else { return Ok(None) };
+        let in_category = || {
+            ch.raw["io.pnut.core.chat-settings"][0]["categories"].as_array().is_some_and(|cs| {
+                cs.iter().any(|x| x.as_str().is_some_and(|x| categories.iter().any(|k| k == x)))
+            })
+        };
+        let ok = ch.is_active
+            && (types.is_empty() || types.contains(&ch.kind))
+            && (categories.is_empty() || in_category())
+            && private.is_none_or(|p| p != ch.acl.read.public)
+            && caller.can_read(&ch);
+        ok.then(|| Ok(rendered(channel_value(c, &ctx.api_url, &ch, caller.user())?, &opts))).transpose()
+    })
 }
 
 /// The channel explore streams: slug, title, description.

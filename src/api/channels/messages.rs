@@ -447,40 +447,24 @@ pub fn mine(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 /// newest first, only messages the caller may read (as `?ids=` shows them).
 pub fn search(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     use crate::api::search as sp;
-    use crate::storage::search::{self as ss, SCAN_CAP};
     let caller = reader(ctx, req)?;
-    let q = sp::q(req)?;
     let channels = sp::ids(req, "channel_ids")?;
     let creator = sp::id(req, "creator_id")?;
-    let pr = super::page(req)?;
     let opts = Opts::from_req(req);
-    let n = pr.count.unsigned_abs() as usize;
-    let (listed, out) = ctx.db.read(|c| {
-        let ids = ss::candidates(c, "messages_fts", q.as_deref(), "messages", &pr)?;
-        let scanned_all = (ids.len() as i64) < SCAN_CAP;
-        let (mut kept, mut out) = (Vec::new(), Vec::new());
-        for id in ids {
-            let Some(m) = store::message(c, id)? else { continue };
-            if m.is_deleted
-                || (!channels.is_empty() && !channels.contains(&m.channel_id))
-                || creator.is_some_and(|u| u != m.user_id)
-            {
-                continue;
-            }
-            let Some(ch) = store::channel(c, m.channel_id)? else { continue };
-            if !caller.can_read_message(&ch, m.user_id) {
-                continue;
-            }
-            kept.push(id);
-            if kept.len() > n {
-                break;
-            }
-            out.push(rendered(message_value(c, &ctx.api_url, &m)?, &opts));
+    sp::scan(ctx, req, "messages_fts", "messages", |c, id| {
+        let Some(m) = store::message(c, id)? else { return Ok(None) };
+        if m.is_deleted
+            || (!channels.is_empty() && !channels.contains(&m.channel_id))
+            || creator.is_some_and(|u| u != m.user_id)
+        {
+            return Ok(None);
         }
-        Ok((ss::page_of(kept, scanned_all, &pr), out))
-    })?;
-    let keys: Vec<i64> = listed.items.iter().map(|i| i.pid).collect();
-    Ok(Resp::with_meta(200, super::page_meta(&keys, listed.more), Value::Array(out)))
+        let Some(ch) = store::channel(c, m.channel_id)? else { return Ok(None) };
+        if !caller.can_read_message(&ch, m.user_id) {
+            return Ok(None);
+        }
+        Ok(Some(rendered(message_value(c, &ctx.api_url, &m)?, &opts)))
+    })
 }
 
 /// `POST /v1/channels/{cid}/messages/{mid}/report`: a message the caller

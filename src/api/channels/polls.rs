@@ -367,39 +367,20 @@ pub fn delete(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
 /// newest first, only polls the caller may see (as `?ids=` shows them).
 pub fn search(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     use crate::api::search as sp;
-    use crate::storage::search::{self as ss, SCAN_CAP};
     let pl = poller(ctx, req)?;
     let uid = pl.uid;
-    let q = sp::q(req)?;
     let kind = req.param("type").filter(|s| !s.is_empty());
     let creator = sp::id(req, "creator_id")?;
-    let pg = page(req)?;
     let opts = Opts::from_req(req);
-    let n = pg.count.unsigned_abs() as usize;
-    let (listed, out) = ctx.db.read(|c| {
-        let ids = ss::candidates(c, "polls_fts", q.as_deref(), "polls", &pg)?;
-        let scanned_all = (ids.len() as i64) < SCAN_CAP;
-        let (mut kept, mut out) = (Vec::new(), Vec::new());
-        for id in ids {
-            let Some(p) = store::poll(c, id)? else { continue };
-            let ok = !p.is_deleted
-                && pl.covers(&p.kind)
-                && kind.is_none_or(|k| k == p.kind)
-                && creator.is_none_or(|u| u == p.user_id)
-                && may_see(c, &p, uid, req)?;
-            if !ok {
-                continue;
-            }
-            kept.push(id);
-            if kept.len() > n {
-                break;
-            }
-            out.push(value(c, ctx, &p, uid, &opts)?);
-        }
-        Ok((ss::page_of(kept, scanned_all, &pg), out))
-    })?;
-    let keys: Vec<i64> = listed.items.iter().map(|i| i.pid).collect();
-    Ok(Resp::with_meta(200, page_meta(&keys, listed.more), Value::Array(out)))
+    sp::scan(ctx, req, "polls_fts", "polls", |c, id| {
+        let Some(p) = store::poll(c, id)? else { return Ok(None) };
+        let ok = !p.is_deleted
+            && pl.covers(&p.kind)
+            && kind.is_none_or(|k| k == p.kind)
+            && creator.is_none_or(|u| u == p.user_id)
+            && may_see(c, &p, uid, req)?;
+        ok.then(|| value(c, ctx, &p, uid, &opts)).transpose()
+    })
 }
 
 #[cfg(test)]
