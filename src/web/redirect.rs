@@ -44,6 +44,11 @@ pub fn check_registrable(uri: &str) -> Result<(), String> {
 /// pnut describes it: a registered URI with a query must match exactly;
 /// without one, the same URI with any query is allowed.
 pub fn matches(registered: &str, given: &str) -> bool {
+    // What follows `?` goes into a Location header: nothing that could end
+    // the header or hide in it.
+    if given.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return false;
+    }
     if registered == given {
         return true;
     }
@@ -94,6 +99,8 @@ mod tests {
         assert!(!matches("https://a.example/cb", "https://a.example/cbx"));
         assert!(!matches("https://a.example/cb", "https://a.example/cb?x#y"));
         assert!(!matches("https://a.example/cb", "https://a.example.evil/cb"));
+        assert!(!matches("https://a.example/cb", "https://a.example/cb?x=1\r\nSet-Cookie: a=b"));
+        assert!(!matches("https://a.example/cb", "https://a.example/cb?x=1 y"));
     }
 
     #[test]

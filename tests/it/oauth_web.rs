@@ -280,6 +280,7 @@ fn a_redirect_uri_that_is_not_registered_is_never_followed() {
         "http://127.0.0.1:9/cb/other",
         "http://127.0.0.1:9/cbx",
         "https://evil.example/cb",
+        "http://127.0.0.1:9/cb?x=1\r\nSet-Cookie: a=b",
         "http://127.0.0.1:9/cb#x",
     ] {
         let p = b.get(&authorize_url(&f.app.0, bad, ""));
