@@ -76,6 +76,13 @@ pub fn access_token(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
             // account and address, a small pool), outside the write lock.
             let app = ctx.db.read(|c| Ok(apps::app_with_secret(c, client_id, secret)?))?;
             let app = app.ok_or_else(bad_credentials)?;
+            // Refused before any password is looked at: an app without the
+            // grant must not become a way to test passwords.
+            if !app.password_grant {
+                return Err(ApiError::forbidden(
+                    "This app may not use the password grant: send the user through /oauth/authenticate",
+                ));
+            }
             let found = ctx.db.read(|c| Ok(users::password_hash(c, username)?))?;
             let (uid, stored) = found.map_or((None, None), |(id, h)| (Some(id), Some(h)));
             let user = match ctx.login.check(uid, stored.as_deref(), password, req.remote)? {
@@ -83,11 +90,6 @@ pub fn access_token(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
                 Checked::Wrong => None,
             };
             let user = user.ok_or_else(bad_credentials)?;
-            if !app.password_grant {
-                return Err(ApiError::forbidden(
-                    "This app may not use the password grant: send the user through /oauth/authenticate",
-                ));
-            }
             let out = ctx.db.write(|tx| {
                 let g = grant_user(tx, &ctx.api_url, &app, user.id, &scopes)?;
                 user_token_answer(tx, &ctx.api_url, &app, &user, &scopes, &g.token)
@@ -182,6 +184,9 @@ fn exchange_code(
             }
             (Some(_), None) => return Ok(Err(ApiError::bad_request("code_verifier: required (PKCE)"))),
             (Some(ch), Some(v)) => {
+                if !(43..=128).contains(&v.len()) {
+                    return Ok(Err(ApiError::bad_request("code_verifier: 43 to 128 characters (RFC 7636)")));
+                }
                 if !crate::util::ct_eq(pkce_s256(v).as_bytes(), ch.as_bytes()) {
                     return Ok(Err(ApiError::bad_request(
                         "code_verifier: does not match the code_challenge",
