@@ -151,3 +151,21 @@ fn one_users_presence_in_a_channel() {
     // A channel carol may not read tells her nothing.
     assert_eq!(f.s.get(&format!("/v1/users/2/presence/channels/{closed}"), Some(&f.carol)).status, 403);
 }
+
+/// Markdown links in messages become their label and a link entity, as in
+/// posts (messages are rendered from their text when read).
+#[test]
+fn markdown_links_in_messages() {
+    let f = fx();
+    let cid = f.room(json!({"read": {"public": true}}));
+    let m = f.ok(
+        "POST",
+        &format!("/v1/channels/{cid}/messages"),
+        &f.alice,
+        json!({"text": "see [the docs](https://pnut.io/docs)"}),
+    );
+    assert_eq!(m["content"]["text"], "see the docs");
+    assert_eq!(m["content"]["entities"]["links"][0]["url"], "https://pnut.io/docs");
+    let again = f.s.get(&format!("/v1/channels/{cid}/messages/{}", m["id"].as_str().unwrap()), Some(&f.bob));
+    assert_eq!(again.body["data"]["content"]["text"], "see the docs");
+}
