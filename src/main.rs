@@ -265,11 +265,7 @@ fn admin(mut args: Vec<String>) -> CliResult {
                             let u = users::by_username(tx, name)?.ok_or_else(|| {
                                 spout::error::ApiError::not_found(format!("no user {name}"))
                             })?;
-                            let g = apps::grant(tx, a.id, u.id, &scopes)?;
-                            if g.changed {
-                                spout::api::admin_token_event(tx, &a, u.id, &scopes)?;
-                            }
-                            Ok(g.token)
+                            spout::api::admin_grant(tx, &a, u.id, &scopes)
                         }
                     }
                 })

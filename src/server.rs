@@ -85,6 +85,7 @@ pub fn start(mut cfg: Config) -> Result<ServerHandle, String> {
             code_secs: cfg.oauth_code_secs,
             secure_cookies: api_url_https,
             registrations: crate::ratelimit::RateLimiter::new(5, Duration::from_secs(3600)),
+            csrf_key: crate::util::new_secret(),
         },
     });
     let sink_hub = hub.clone();

@@ -21,14 +21,15 @@ pub use oauth::revoke_token;
 pub(crate) use oauth::{grant_user as oauth_grant, revoke_authorization};
 pub(crate) use posts::report_reason as posts_report_reason;
 
-/// The `token` event for a grant made by `spout admin token add`.
-pub fn admin_token_event(
+/// A grant made by `spout admin token add`: as the token endpoint makes
+/// one (the `token` event, the oldest tokens past the cap ended); the token.
+pub fn admin_grant(
     tx: &mut crate::storage::Tx,
     app: &crate::storage::App,
     user_id: i64,
     scopes: &[String],
-) -> ApiResult<()> {
-    oauth::emit_token_event(tx, &crate::config::cli_api_url(), app, user_id, Some(scopes))
+) -> ApiResult<String> {
+    Ok(oauth::grant_user(tx, &crate::config::cli_api_url(), app, user_id, scopes)?.token)
 }
 
 /// A route handler: the request and the path's `{}` segments in order.

@@ -125,6 +125,9 @@ pub(crate) fn grant_user(
     if g.changed {
         emit_token_event(tx, api_url, app, user_id, Some(scopes))?;
     }
+    for token_id in &g.dropped {
+        tx.signal(Signal::TokenRevoked { token_id: *token_id })?;
+    }
     Ok(g)
 }
 

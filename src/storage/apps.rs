@@ -113,7 +113,15 @@ pub struct Grant {
     pub token: String,
     /// The authorization is new or its scopes changed (a `token` event).
     pub changed: bool,
+    /// Older tokens of the authorization deleted to keep it under
+    /// `TOKENS_PER_AUTHORIZATION` (their streams must be told).
+    pub dropped: Vec<i64>,
 }
+
+/// Tokens one user may hold for one app; a new one past this ends the
+/// oldest (every sign-in mints one, so a loop of sign-ins cannot grow the
+/// table).
+pub const TOKENS_PER_AUTHORIZATION: i64 = 50;
 
 /// Authorizes `user_id` for `app_id` with `scopes` (replacing earlier
 /// scopes) and mints a user token.
@@ -146,7 +154,17 @@ pub fn grant(c: &Connection, app_id: i64, user_id: i64, scopes: &[String]) -> ru
         "INSERT INTO tokens (hash, app_id, authorization_id, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![sha256(&token), app_id, auth_id, now()],
     )?;
-    Ok(Grant { token_id: c.last_insert_rowid(), token, changed })
+    let token_id = c.last_insert_rowid();
+    let mut st = c.prepare_cached(
+        "SELECT id FROM tokens WHERE authorization_id = ?1 ORDER BY id DESC LIMIT -1 OFFSET ?2",
+    )?;
+    let dropped = st
+        .query_map(params![auth_id, TOKENS_PER_AUTHORIZATION], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    for id in &dropped {
+        c.qexec("DELETE FROM tokens WHERE id = ?1", [id])?;
+    }
+    Ok(Grant { token_id, token, changed, dropped })
 }
 
 /// Looks a bearer token up by its hash (`util::sha256`).
@@ -275,6 +293,8 @@ pub fn revoke_authorization(c: &Connection, app_id: i64, user_id: i64) -> rusqli
     let ids = st.query_map([auth], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
     c.qexec("DELETE FROM tokens WHERE authorization_id = ?1", [auth])?;
     c.qexec("DELETE FROM authorizations WHERE id = ?1", [auth])?;
+    // Codes issued but not yet exchanged would authorize the app again.
+    c.qexec("DELETE FROM oauth_codes WHERE app_id = ?1 AND user_id = ?2", params![app_id, user_id])?;
     Ok(Some(ids))
 }
 
@@ -302,4 +322,30 @@ pub fn apps_of_owner(c: &Connection, owner: i64) -> rusqlite::Result<Vec<App>> {
         c.prepare_cached(&format!("SELECT {APP_COLS} FROM apps a WHERE a.owner_id = ?1 ORDER BY a.id"))?;
     let rows = st.query_map([owner], |r| app_from(r, 0))?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_authorization_keeps_its_newest_tokens_only() {
+        let mut c = Connection::open_in_memory().unwrap();
+        super::super::migrations::migrate(&mut c).unwrap();
+        c.execute("INSERT INTO users (id, username, password_hash, created_at) VALUES (1, 'a', '', 0)", [])
+            .unwrap();
+        let (app, _) = create_app(&c, "A", false).unwrap();
+        let scopes = vec!["basic".to_string()];
+        let first = grant(&c, app.id, 1, &scopes).unwrap();
+        let mut last = None;
+        for _ in 0..TOKENS_PER_AUTHORIZATION {
+            last = Some(grant(&c, app.id, 1, &scopes).unwrap());
+        }
+        let last = last.unwrap();
+        assert_eq!(last.dropped, [first.token_id], "the oldest token ends");
+        assert!(!token_exists(&c, first.token_id).unwrap());
+        assert!(token_exists(&c, last.token_id).unwrap());
+        let n: i64 = c.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, TOKENS_PER_AUTHORIZATION);
+    }
 }

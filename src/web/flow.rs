@@ -167,7 +167,11 @@ pub fn start(ctx: &Ctx, req: &Req, force_consent: bool) -> ApiResult<Resp> {
     };
     if !force_consent {
         let granted = ctx.db.read(|c| Ok(apps::scopes_granted(c, ar.app.id, user.id)?))?;
-        if granted.is_some_and(|g| ar.scopes.iter().all(|s| g.contains(s))) {
+        if let Some(g) = granted.filter(|g| ar.scopes.iter().all(|s| g.contains(s))) {
+            // Without consent nothing changes: the app gets what the user
+            // already granted, never fewer scopes (a link elsewhere must
+            // not be able to narrow an app's authorization).
+            let ar = AuthRequest { scopes: g, ..ar };
             return issue(ctx, &b, &ar, user, 302);
         }
     }

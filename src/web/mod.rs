@@ -36,6 +36,10 @@ pub struct WebConfig {
     pub secure_cookies: bool,
     /// Sign-ups per address (`--open-registration` only).
     pub registrations: crate::ratelimit::RateLimiter,
+    /// A random key of this process that CSRF tokens are made with, so a
+    /// token cannot be computed from a cookie value alone (one planted by a
+    /// sibling site, say). Forms open across a restart must be reloaded.
+    pub csrf_key: String,
 }
 
 /// Answers a request under `/oauth/`.
@@ -104,6 +108,7 @@ struct Browser {
     secret: String,
     fresh: bool,
     user: Option<users::UserRow>,
+    csrf: String,
 }
 
 impl Browser {
@@ -112,20 +117,23 @@ impl Browser {
             (20..=64).contains(&v.len())
                 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
+        let token = |secret: &str| base64url(&sha256(&format!("csrf:{}:{secret}", ctx.web.csrf_key)));
         let Some(secret) = given else {
-            return Ok(Browser { secret: new_secret(), fresh: true, user: None });
+            let secret = new_secret();
+            return Ok(Browser { csrf: token(&secret), secret, fresh: true, user: None });
         };
         let user = ctx.db.read(|c| match oauth::session_user(c, &secret)? {
             Some(uid) => Ok(users::by_id(c, uid)?),
             None => Ok(None),
         })?;
-        Ok(Browser { secret, fresh: false, user })
+        Ok(Browser { csrf: token(&secret), secret, fresh: false, user })
     }
 
     /// The CSRF token of this browser's forms: derived from the cookie's
-    /// secret, so another site can neither read nor forge it.
+    /// secret and this process's key, so another site can neither read nor
+    /// forge it.
     fn csrf(&self) -> String {
-        base64url(&sha256(&format!("csrf:{}", self.secret)))
+        self.csrf.clone()
     }
 
     fn check_csrf(&self, form: &Map<String, Value>) -> ApiResult<()> {

@@ -382,6 +382,15 @@ fn forms_without_their_csrf_token_are_refused() {
     assert_eq!((p.status, p.header("location")), (403, None), "{}", p.body);
     let p = b.post("/oauth/signin", &[("csrf", "forged"), ("username", "alice"), ("password", "alice-pw")]);
     assert_eq!(p.status, 403);
+    // A cookie planted by another site, with the token one could compute
+    // from it alone: refused (tokens are keyed by the server).
+    let mut planted = Browser::new(&f.s);
+    let k = "plantedplantedplantedplanted";
+    planted.cookie = Some(k.to_string());
+    let guess = spout::util::base64url(&spout::util::sha256(&format!("csrf:{k}")));
+    let p =
+        planted.post("/oauth/signin", &[("csrf", &guess), ("username", "alice"), ("password", "alice-pw")]);
+    assert_eq!((p.status, p.header("location")), (403, None), "{}", p.body);
     let signed = b.sign_in(&signin, "alice", "alice-pw");
     let consent = b.get(signed.location());
     // The consent form without its token, or with another browser's.
@@ -452,6 +461,18 @@ fn authenticate_skips_consent_once_granted_and_authorize_always_asks() {
         b.get(&authorize_url(&f.app.0, CB, "").replace("stream,write_post", "stream,write_post,messages"));
     assert_eq!(more.status, 200);
     assert!(more.body.contains("(messages)"), "{}", more.body);
+    // Fewer scopes than granted, without consent: the app keeps what the
+    // user granted (a link elsewhere cannot narrow it).
+    let token = exchange(&f.s, &f.app, &param(again.location(), "code").unwrap(), CB, None).body
+        ["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fewer = b.get(&authorize_url(&f.app.0, CB, "").replace("stream,write_post", "basic"));
+    assert_eq!(fewer.status, 302, "{}", fewer.body);
+    let r = exchange(&f.s, &f.app, &param(fewer.location(), "code").unwrap(), CB, None);
+    assert_eq!(r.body["token"]["scopes"], json!(["basic", "stream", "write_post"]), "{}", r.body);
+    assert_eq!(f.s.get("/v1/token", Some(&token)).header("x-oauth-scopes"), Some("basic,stream,write_post"));
 }
 
 #[test]
@@ -468,6 +489,8 @@ fn revoking_on_the_apps_page_ends_the_authorization_everywhere() {
     );
     let code = param(allow(&mut b, &url).location(), "code").unwrap();
     let alice = exchange(s, &f.app, &code, CB, None).body["access_token"].as_str().unwrap().to_string();
+    // A code issued but not yet exchanged when the user revokes.
+    let pending = param(b.get(&url).location(), "code").unwrap();
     let app_token = s.app_token(&f.app);
     s.create_stream(&app_token, "k", &["token", "message", "post"]);
     let (mut ws, _) = s.ws(&format!("access_token={app_token}&key=k"));
@@ -496,6 +519,7 @@ fn revoking_on_the_apps_page_ends_the_authorization_everywhere() {
     );
     assert_eq!(ev["data"]["user"]["username"], "alice");
     assert_error(&s.get("/v1/users/me", Some(&alice)), 401, "Invalid");
+    assert_error(&exchange(s, &f.app, &pending, CB, None), 400, "unknown code");
     // Alice's PMs no longer reach the app; public posts still do.
     let pm = s.json(
         "POST",
