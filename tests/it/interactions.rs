@@ -159,3 +159,46 @@ fn one_posts_interactions_have_users_and_no_objects() {
     f.ok("DELETE", &format!("/v1/posts/{p}"), &f.alice, json!({}));
     assert_eq!(f.s.get(&format!("/v1/posts/{p}/interactions"), None).status, 404);
 }
+
+/// Near interactions are grouped as pnut groups them: the same action on
+/// the same object within a day is one interaction with every user,
+/// newest first.
+#[test]
+fn the_same_action_on_the_same_object_is_one_interaction() {
+    let f = fx();
+    let p = f.post(&f.alice, json!({"text": "hello"}));
+    let q = f.post(&f.alice, json!({"text": "another"}));
+    for tok in [&f.bob, &f.carol] {
+        f.ok("PUT", &format!("/v1/posts/{p}/bookmark"), tok, json!({}));
+        f.ok("PUT", "/v1/users/1/follow", tok, json!({}));
+    }
+    f.ok("PUT", &format!("/v1/posts/{q}/bookmark"), &f.bob, json!({}));
+    let all = f.list("/v1/users/me/interactions", Some(&f.alice));
+    let mut got: Vec<(String, String, Vec<String>)> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let users =
+                i["users"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap().to_string());
+            let mut users: Vec<String> = users.collect();
+            users.sort();
+            (
+                i["action"].as_str().unwrap().to_string(),
+                i["objects"][0]["id"].as_str().unwrap().to_string(),
+                users,
+            )
+        })
+        .collect();
+    got.sort();
+    let both = vec!["bob".to_string(), "carol".to_string()];
+    assert_eq!(
+        got,
+        [
+            ("bookmark".to_string(), p.clone(), both.clone()),
+            ("bookmark".to_string(), q.clone(), vec!["bob".to_string()]),
+            ("follow".to_string(), "1".to_string(), both),
+        ],
+        "{all}"
+    );
+}

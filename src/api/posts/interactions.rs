@@ -1,7 +1,8 @@
 //! Interactions (pnut): `GET /v1/users/me/interactions`, what others did
 //! to the caller and their posts and polls, and `GET /v1/posts/{id}/interactions`,
-//! what was done to one post. One interaction per action (pnut groups
-//! near ones; spout does not, so `users` has one user).
+//! what was done to one post. Near ones (the same action on the same object
+//! within a day) are one interaction with all their users, as pnut groups
+//! them.
 
 use super::{get_post, page_meta_keys, user_value, Ctx, View};
 use crate::auth;
@@ -63,8 +64,8 @@ fn list(ctx: &Ctx, req: &Req, view: &View, target: Target, which: &[&str], objec
     let (meta, out) = ctx.db.read(|c| {
         let (items, more) = store::page(c, target, which, view.viewer, &pr)?;
         let mut out = Vec::with_capacity(items.len());
-        for it in &items {
-            if let Some(v) = render(c, ctx, view, &opts, it, objects)? {
+        for (it, actors) in grouped(&items) {
+            if let Some(v) = render(c, ctx, view, &opts, it, &actors, objects)? {
                 out.push(v);
             }
         }
@@ -74,6 +75,29 @@ fn list(ctx: &Ctx, req: &Req, view: &View, target: Target, which: &[&str], objec
     Ok(Resp::with_meta(200, meta, Value::Array(out)))
 }
 
+/// Near interactions grouped as pnut groups them: the same action on the
+/// same object within `GROUP_SECS` of the group's newest one becomes one
+/// interaction (the newest's date and pagination id) with every actor,
+/// newest first. Groups are made within one page.
+fn grouped(items: &[Interaction]) -> Vec<(&Interaction, Vec<i64>)> {
+    let mut out: Vec<(&Interaction, Vec<i64>)> = Vec::new();
+    for it in items {
+        let near = out.iter_mut().find(|(g, _)| {
+            g.action == it.action && g.object_id == it.object_id && (g.at - it.at).abs() <= GROUP_SECS
+        });
+        match near {
+            Some((_, actors)) if !actors.contains(&it.actor) => actors.push(it.actor),
+            Some(_) => {}
+            None => out.push((it, vec![it.actor])),
+        }
+    }
+    out
+}
+
+/// How near in time interactions must be to be grouped (pnut: "within a
+/// short time"; two users reposting within a day are one event).
+const GROUP_SECS: i64 = 86_400;
+
 /// One interaction as pnut shapes it; `None` when a row it names is gone.
 fn render(
     c: &Connection,
@@ -81,12 +105,19 @@ fn render(
     view: &View,
     opts: &Opts,
     it: &Interaction,
+    actors: &[i64],
     objects: bool,
 ) -> ApiResult<Option<Value>> {
-    let Some(actor) = users::by_id(c, it.actor)? else { return Ok(None) };
-    let mut user = user_value(c, &ctx.api_url, &actor, view.viewer)?;
-    prune(&mut user, Kind::User, opts);
-    let mut users = vec![user];
+    let mut users = Vec::with_capacity(actors.len());
+    for id in actors {
+        let Some(actor) = users::by_id(c, *id)? else { continue };
+        let mut user = user_value(c, &ctx.api_url, &actor, view.viewer)?;
+        prune(&mut user, Kind::User, opts);
+        users.push(user);
+    }
+    if users.is_empty() {
+        return Ok(None);
+    }
     let mut v = json!({
         "pagination_id": it.pagination_id.to_string(),
         "event_date": iso8601(it.at),
