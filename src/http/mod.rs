@@ -1,6 +1,7 @@
 //! Our view of an HTTP request and response, independent of tiny_http:
 //! query and body parsing with clear 400s, the pnut envelope on the way out.
 
+pub mod adapter;
 pub mod multipart;
 pub mod params;
 
