@@ -49,6 +49,17 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// A database migrated up to `version` only, as an older spout left it.
+    fn at_version(version: usize) -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA_V1).unwrap();
+        for sql in &MIGRATIONS[..version - 1] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", version as i64).unwrap();
+        c
+    }
+
     #[test]
     fn migrates_fresh_and_is_idempotent() {
         let mut c = Connection::open_in_memory().unwrap();
@@ -61,12 +72,7 @@ mod tests {
     /// Version 8 indexes the events already in the log by their object.
     #[test]
     fn version_8_fills_object_ids_of_existing_events() {
-        let mut c = Connection::open_in_memory().unwrap();
-        c.execute_batch(SCHEMA_V1).unwrap();
-        for sql in &MIGRATIONS[..6] {
-            c.execute_batch(sql).unwrap();
-        }
-        c.pragma_update(None, "user_version", 7).unwrap();
+        let mut c = at_version(7);
         for (kind, id) in [("post", "12"), ("user", "3"), ("message", "7")] {
             c.execute(
                 "INSERT INTO events (type, audience, envelope, created_at) VALUES (?1, '{}', ?2, 0)",
@@ -89,12 +95,7 @@ mod tests {
     /// do not get it unless asked.
     #[test]
     fn version_10_keeps_the_password_grant_of_existing_apps() {
-        let mut c = Connection::open_in_memory().unwrap();
-        c.execute_batch(SCHEMA_V1).unwrap();
-        for sql in &MIGRATIONS[..8] {
-            c.execute_batch(sql).unwrap();
-        }
-        c.pragma_update(None, "user_version", 9).unwrap();
+        let mut c = at_version(9);
         c.execute(
             "INSERT INTO apps (client_id, secret_hash, name, created_at) VALUES ('old', x'00', 'Old', 0)",
             [],
@@ -120,12 +121,7 @@ mod tests {
     /// are not found.
     #[test]
     fn version_11_indexes_existing_rows() {
-        let mut c = Connection::open_in_memory().unwrap();
-        c.execute_batch(SCHEMA_V1).unwrap();
-        for sql in &MIGRATIONS[..9] {
-            c.execute_batch(sql).unwrap();
-        }
-        c.pragma_update(None, "user_version", 10).unwrap();
+        let mut c = at_version(10);
         c.execute_batch(
             "INSERT INTO users (id, username, password_hash, created_at) VALUES (1, 'alice', '', 0);
              INSERT INTO apps (id, client_id, secret_hash, name, created_at) VALUES (1, 'c', x'00', 'A', 0);
