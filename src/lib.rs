@@ -14,6 +14,7 @@ mod delivery;
 pub mod error;
 mod event;
 mod filter;
+pub mod grants;
 mod http;
 mod hub;
 mod jobs;

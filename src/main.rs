@@ -265,7 +265,7 @@ fn admin(mut args: Vec<String>) -> CliResult {
                             let u = users::by_username(tx, name)?.ok_or_else(|| {
                                 spout::error::ApiError::not_found(format!("no user {name}"))
                             })?;
-                            spout::api::admin_grant(tx, &a, u.id, &scopes)
+                            Ok(spout::grants::grant(tx, &config::cli_api_url(), &a, u.id, &scopes)?.token)
                         }
                     }
                 })
@@ -286,7 +286,7 @@ fn admin(mut args: Vec<String>) -> CliResult {
                 .read(|c| Ok(apps::principal_by_hash(c, &hash)?))
                 .map_err(e)?
                 .ok_or_else(|| fail("no such token (already revoked?)"))?;
-            db.write(|tx| spout::api::revoke_token(tx, &config::cli_api_url(), &p)).map_err(e)?;
+            db.write(|tx| spout::grants::revoke_token(tx, &config::cli_api_url(), &p)).map_err(e)?;
             print_json(
                 &json!({"revoked": true, "app": p.app.client_id, "user_id": p.user_id.map(|u| u.to_string())}),
             );

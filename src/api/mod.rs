@@ -17,20 +17,7 @@ use crate::http::{Req, Resp};
 
 pub use crate::ctx::Ctx;
 pub use crate::http::params::parse_id;
-pub use oauth::revoke_token;
-pub(crate) use oauth::{grant_user as oauth_grant, revoke_authorization};
 pub(crate) use posts::report_reason as posts_report_reason;
-
-/// A grant made by `spout admin token add`: as the token endpoint makes
-/// one (the `token` event, the oldest tokens past the cap ended); the token.
-pub fn admin_grant(
-    tx: &mut crate::storage::Tx,
-    app: &crate::storage::App,
-    user_id: i64,
-    scopes: &[String],
-) -> ApiResult<String> {
-    Ok(oauth::grant_user(tx, &crate::config::cli_api_url(), app, user_id, scopes)?.token)
-}
 
 /// A route handler: the request and the path's `{}` segments in order.
 pub type Handler = fn(&Ctx, &Req, &[&str]) -> ApiResult<Resp>;

@@ -1,12 +1,11 @@
-//! OAuth token exchange (client_credentials, password), the calling token
-//! (`GET`/`DELETE /v1/token`) and an app's authorized users. Grants and
-//! revocations emit `token` events to their own app only.
+//! OAuth token exchange (authorization_code, client_credentials, password),
+//! the calling token (`GET`/`DELETE /v1/token`), an app's authorized users
+//! and the client objects. Grants and revocations go through `grants`.
 
 use super::users::user_value;
 use super::Ctx;
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
-use crate::event::{Audience, AuthChange, NewEvent, ObjType, Signal};
 use crate::http::{str_field, Req, Resp};
 use crate::login::Checked;
 use crate::model::{self, prune, Kind, Opts};
@@ -18,30 +17,6 @@ fn required<'a>(m: &'a serde_json::Map<String, Value>, name: &str) -> ApiResult<
     str_field(m, name)?
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::bad_request(format!("{name}: required")))
-}
-
-/// Writes the `token` event for a grant, scope change or revocation
-/// (`scopes == None`), carrying the authorization change for the hub.
-pub fn emit_token_event(
-    tx: &mut Tx,
-    api_url: &str,
-    app: &App,
-    user_id: i64,
-    scopes: Option<&[String]>,
-) -> ApiResult<()> {
-    let user = users::by_id(tx, user_id)?.ok_or_else(ApiError::internal)?;
-    let uv = user_value(tx, api_url, &user, None)?;
-    let shown: Vec<String> = scopes.map(<[String]>::to_vec).unwrap_or_default();
-    let mut meta = json!({"timestamp": now(), "id": user_id.to_string(), "type": "token", "user_id": user_id.to_string()});
-    if scopes.is_none() {
-        meta["is_deleted"] = json!(true);
-    }
-    tx.emit(NewEvent {
-        kind: ObjType::Token,
-        audience: Audience::App { app_id: app.id },
-        auth: Some(AuthChange { app_id: app.id, user_id, scopes: scopes.map(<[String]>::to_vec) }),
-        envelope: json!({"meta": meta, "data": model::token(app, &shown, Some(uv))}),
-    })
 }
 
 /// `POST /v1/oauth/access_token`: plain OAuth JSON on success.
@@ -91,7 +66,7 @@ pub fn access_token(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
             };
             let user = user.ok_or_else(bad_credentials)?;
             let out = ctx.db.write(|tx| {
-                let g = grant_user(tx, &ctx.api_url, &app, user.id, &scopes)?;
+                let g = crate::grants::grant(tx, &ctx.api_url, &app, user.id, &scopes)?;
                 user_token_answer(tx, &ctx.api_url, &app, &user, &scopes, &g.token)
             })?;
             Ok(Resp::plain(200, out).header("X-OAuth-Scopes", &scopes.join(",")))
@@ -110,25 +85,6 @@ pub fn access_token(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
             "grant_type: '{other}' is not supported (use authorization_code, client_credentials or password)"
         ))),
     }
-}
-
-/// Authorizes `user_id` for `app` with `scopes` and mints a token; the
-/// `token` event when the authorization is new or its scopes changed.
-pub(crate) fn grant_user(
-    tx: &mut Tx,
-    api_url: &str,
-    app: &App,
-    user_id: i64,
-    scopes: &[String],
-) -> ApiResult<apps::Grant> {
-    let g = apps::grant(tx, app.id, user_id, scopes)?;
-    if g.changed {
-        emit_token_event(tx, api_url, app, user_id, Some(scopes))?;
-    }
-    for token_id in &g.dropped {
-        tx.signal(Signal::TokenRevoked { token_id: *token_id })?;
-    }
-    Ok(g)
 }
 
 /// What the token endpoint answers for a user token (pnut's shape).
@@ -168,7 +124,7 @@ fn exchange_code(
             let p =
                 Principal { token_id, app: app.clone(), user_id: Some(c.user_id), scopes: c.scopes.clone() };
             if apps::token_exists(tx, token_id)? {
-                revoke_token(tx, &ctx.api_url, &p)?;
+                crate::grants::revoke_token(tx, &ctx.api_url, &p)?;
             }
             return Ok(Err(invalid("already used; the token it gave was revoked")));
         }
@@ -198,7 +154,7 @@ fn exchange_code(
             }
         }
         let user = users::by_id(tx, c.user_id)?.ok_or_else(|| invalid("unknown code"))?;
-        let g = grant_user(tx, &ctx.api_url, app, user.id, &c.scopes)?;
+        let g = crate::grants::grant(tx, &ctx.api_url, app, user.id, &c.scopes)?;
         oauth::mark_code_used(tx, code, g.token_id)?;
         Ok(Ok((user_token_answer(tx, &ctx.api_url, app, &user, &c.scopes, &g.token)?, c.scopes)))
     })?
@@ -231,32 +187,8 @@ pub fn get_token(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 pub fn delete_token(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let p = auth::any(&ctx.db, req)?;
     let v = token_value(ctx, &p, req)?;
-    ctx.db.write(|tx| revoke_token(tx, &ctx.api_url, &p))?;
+    ctx.db.write(|tx| crate::grants::revoke_token(tx, &ctx.api_url, &p))?;
     Ok(Resp::ok(v))
-}
-
-/// Revokes token `p` in this transaction: the `token` event when it was
-/// the user's last token for the app (the authorization ends with it), and
-/// the signal that closes the live streams opened with it. Shared by
-/// `DELETE /v1/token` and `spout admin token revoke`.
-pub fn revoke_token(tx: &mut Tx, api_url: &str, p: &Principal) -> ApiResult<()> {
-    let ended = apps::revoke(tx, p.token_id)?;
-    if let (true, Some(uid)) = (ended, p.user_id) {
-        emit_token_event(tx, api_url, &p.app, uid, None)?;
-    }
-    tx.signal(Signal::TokenRevoked { token_id: p.token_id })
-}
-
-/// Ends `user_id`'s authorization of `app` with all its tokens (the
-/// authorized apps page): the `token` event, and the signals that close
-/// live streams opened with any of them. False if there was none.
-pub fn revoke_authorization(tx: &mut Tx, api_url: &str, app: &App, user_id: i64) -> ApiResult<bool> {
-    let Some(tokens) = apps::revoke_authorization(tx, app.id, user_id)? else { return Ok(false) };
-    emit_token_event(tx, api_url, app, user_id, None)?;
-    for token_id in tokens {
-        tx.signal(Signal::TokenRevoked { token_id })?;
-    }
-    Ok(true)
 }
 
 pub fn app_user_ids(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {

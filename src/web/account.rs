@@ -164,7 +164,7 @@ pub fn revoke(ctx: &Ctx, req: &Req) -> ApiResult<Resp> {
     let client_id = field(&f, "client_id").unwrap_or("");
     let done = ctx.db.write(|tx| {
         let Some(app) = apps::app_by_client_id(tx, client_id)? else { return Ok(false) };
-        crate::api::revoke_authorization(tx, &ctx.api_url, &app, user.id)
+        crate::grants::revoke_app(tx, &ctx.api_url, &app, user.id)
     })?;
     if !done {
         return Ok(problem(&ApiError::not_found("You have not authorized that app")));

@@ -7,7 +7,6 @@
 
 use super::redirect::{self, OOB};
 use super::{field, form, page, pages, redirect as go, scope_line, Browser};
-use crate::api::oauth_grant;
 use crate::ctx::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Req, Resp};
@@ -224,7 +223,7 @@ pub fn decide(ctx: &Ctx, req: &Req) -> ApiResult<Resp> {
 /// the app, or on a page for the out-of-band URI.
 fn issue(ctx: &Ctx, b: &Browser, ar: &AuthRequest, user: &users::UserRow, status: u16) -> ApiResult<Resp> {
     let (what, value) = if ar.token_flow {
-        let g = ctx.db.write(|tx| oauth_grant(tx, &ctx.api_url, &ar.app, user.id, &ar.scopes))?;
+        let g = ctx.db.write(|tx| crate::grants::grant(tx, &ctx.api_url, &ar.app, user.id, &ar.scopes))?;
         ("access_token", g.token)
     } else {
         let code = oauth::Code {
