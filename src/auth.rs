@@ -5,20 +5,31 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::Req;
 use crate::storage::{Db, Principal};
 
-/// Scopes in pnut's canonical order.
-pub const SCOPES: &[&str] = &[
-    "basic",
-    "email",
-    "files",
-    "follow",
-    "messages",
-    "public_messages",
-    "polls",
-    "presence",
-    "stream",
-    "update_profile",
-    "write_post",
+/// Scopes in pnut's canonical order, each with what it lets an app do in
+/// the words the consent page shows.
+pub const SCOPES: &[(&str, &str)] = &[
+    ("basic", "See your profile and what you can see on the network"),
+    ("email", "See your email address"),
+    ("files", "Upload, read and delete your files"),
+    ("follow", "Follow, unfollow, mute and block accounts for you"),
+    ("messages", "Read and send your private and channel messages"),
+    ("public_messages", "Read and send messages in public channels"),
+    ("polls", "Create and answer polls"),
+    ("presence", "Show when you are online"),
+    ("stream", "Read your timelines, mentions and interactions"),
+    ("update_profile", "Change your profile, avatar and cover"),
+    ("write_post", "Post, reply, repost and bookmark as you"),
 ];
+
+/// What scope `s` (`name` or `name:type`) lets an app do, in words.
+pub fn scope_words(s: &str) -> String {
+    let (base, only) = s.split_once(':').map_or((s, None), |(b, t)| (b, Some(t)));
+    let words = SCOPES.iter().find(|(n, _)| *n == base).map_or("Use this permission", |(_, w)| *w);
+    match only {
+        Some(t) => format!("{words} (only of type {t})"),
+        None => words.to_string(),
+    }
+}
 
 /// The token from `Authorization: Bearer …` or `?access_token=`.
 pub fn bearer(req: &Req) -> Option<String> {
@@ -146,7 +157,7 @@ pub fn parse_scopes(input: &str) -> ApiResult<Vec<String>> {
     let mut out: Vec<String> = vec!["basic".into()];
     for s in input.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()) {
         let base = s.split(':').next().unwrap_or(s);
-        if !SCOPES.contains(&base)
+        if !SCOPES.iter().any(|(n, _)| *n == base)
             || (s.contains(':') && !matches!(base, "messages" | "public_messages" | "files" | "polls"))
         {
             return Err(ApiError::bad_request(format!("scope: unknown scope '{s}'")));
@@ -155,7 +166,7 @@ pub fn parse_scopes(input: &str) -> ApiResult<Vec<String>> {
             out.push(s.to_string());
         }
     }
-    let rank = |s: &String| SCOPES.iter().position(|k| Some(*k) == s.split(':').next()).unwrap_or(99);
+    let rank = |s: &String| SCOPES.iter().position(|(k, _)| Some(*k) == s.split(':').next()).unwrap_or(99);
     out.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
     Ok(out)
 }

@@ -193,26 +193,7 @@ fn safe_return(s: Option<&str>) -> Option<&str> {
 
 /// A scope in words, for the consent and authorized apps pages.
 fn scope_line(scope: &str) -> pages::ScopeLine {
-    let (base, only) = scope.split_once(':').map_or((scope, None), |(b, t)| (b, Some(t)));
-    let words = match base {
-        "basic" => "See your profile and what you can see on the network",
-        "stream" => "Read your timelines, mentions and interactions",
-        "write_post" => "Post, reply, repost and bookmark as you",
-        "follow" => "Follow, unfollow, mute and block accounts for you",
-        "update_profile" => "Change your profile, avatar and cover",
-        "presence" => "Show when you are online",
-        "messages" => "Read and send your private and channel messages",
-        "public_messages" => "Read and send messages in public channels",
-        "files" => "Upload, read and delete your files",
-        "polls" => "Create and answer polls",
-        "email" => "See your email address",
-        _ => "Use this permission",
-    };
-    let words = match only {
-        Some(t) => format!("{words} (only of type {t})"),
-        None => words.to_string(),
-    };
-    pages::ScopeLine { name: scope.to_string(), words }
+    pages::ScopeLine { name: scope.to_string(), words: crate::auth::scope_words(scope) }
 }
 
 #[cfg(test)]
