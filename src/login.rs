@@ -81,6 +81,24 @@ impl Login {
         }
     }
 
+    /// `check` for the account named `username` (the token endpoint's
+    /// password grant and the sign-in page): its id when the password is
+    /// right, `None` when it is wrong or there is no such account.
+    pub fn check_user(
+        &self,
+        db: &crate::storage::Db,
+        username: &str,
+        password: &str,
+        from: Option<IpAddr>,
+    ) -> ApiResult<Option<i64>> {
+        let found = db.read(|c| Ok(crate::storage::users::password_hash(c, username)?))?;
+        let (uid, stored) = found.map_or((None, None), |(id, h)| (Some(id), Some(h)));
+        Ok(match self.check(uid, stored.as_deref(), password, from)? {
+            Checked::Ok => uid,
+            Checked::Wrong => None,
+        })
+    }
+
     fn refund(&self, counted: &[(&RateLimiter, Key)], now: Instant) {
         for (limiter, key) in counted {
             limiter.refund(*key, now);

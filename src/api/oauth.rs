@@ -7,7 +7,6 @@ use super::Ctx;
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{str_field, Req, Resp};
-use crate::login::Checked;
 use crate::model::{self, prune, Kind, Opts};
 use crate::storage::{apps, oauth, users, App, Principal, Tx};
 use crate::util::now;
@@ -58,12 +57,8 @@ pub fn access_token(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
                     "This app may not use the password grant: send the user through /oauth/authenticate",
                 ));
             }
-            let found = ctx.db.read(|c| Ok(users::password_hash(c, username)?))?;
-            let (uid, stored) = found.map_or((None, None), |(id, h)| (Some(id), Some(h)));
-            let user = match ctx.login.check(uid, stored.as_deref(), password, req.remote)? {
-                Checked::Ok => uid.map(|id| ctx.db.read(|c| Ok(users::by_id(c, id)?))).transpose()?.flatten(),
-                Checked::Wrong => None,
-            };
+            let uid = ctx.login.check_user(&ctx.db, username, password, req.remote)?;
+            let user = uid.map(|id| ctx.db.read(|c| Ok(users::by_id(c, id)?))).transpose()?.flatten();
             let user = user.ok_or_else(bad_credentials)?;
             let out = ctx.db.write(|tx| {
                 let g = crate::grants::grant(tx, &ctx.api_url, &app, user.id, &scopes)?;

@@ -5,7 +5,6 @@ use super::{field, form, page, pages, problem, redirect, safe_return, scope_line
 use crate::ctx::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Req, Resp};
-use crate::login::Checked;
 use crate::storage::{apps, oauth, users};
 
 /// Longest username or password looked at; anything longer is wrong.
@@ -47,22 +46,18 @@ pub fn sign_in(ctx: &Ctx, req: &Req) -> ApiResult<Resp> {
         return Ok(again(401, "Wrong username or password."));
     }
     let username = username.trim_start_matches('@');
-    let found = ctx.db.read(|c| Ok(users::password_hash(c, username)?))?;
-    let (uid, stored) = found.map_or((None, None), |(id, h)| (Some(id), Some(h)));
-    match ctx.login.check(uid, stored.as_deref(), password, req.remote) {
-        Ok(Checked::Ok) => {}
-        Ok(Checked::Wrong) => return Ok(again(401, "Wrong username or password.")),
+    match ctx.login.check_user(&ctx.db, username, password, req.remote) {
+        Ok(Some(uid)) => start_session(ctx, uid, &back),
+        Ok(None) => Ok(again(401, "Wrong username or password.")),
         Err(e) if e.status == 429 || e.status == 503 => {
             let mut r = again(e.status, &e.message);
             if let Some(s) = e.retry_after {
                 r = r.header("Retry-After", &s.to_string());
             }
-            return Ok(r);
+            Ok(r)
         }
-        Err(e) => return Err(e),
+        Err(e) => Err(e),
     }
-    let uid = uid.ok_or_else(ApiError::internal)?;
-    start_session(ctx, uid, &back)
 }
 
 /// Signs `uid` in with a new cookie (never the one the browser came with,
