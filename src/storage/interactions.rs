@@ -12,6 +12,11 @@ use super::page::trim_page;
 use super::Page;
 use rusqlite::{params_from_iter, Connection};
 
+/// Interactions come from the target user's newest this many posts, polls,
+/// followers and mentions: what one page costs is bounded by it, not by
+/// everything a user ever posted or was followed by.
+pub const WINDOW: i64 = 1_000;
+
 /// The interaction actions, in the order of their bits.
 pub const ACTIONS: &[&str] = &["follow", "bookmark", "repost", "reply", "mention", "poll_response"];
 
@@ -53,8 +58,14 @@ pub fn page(
         Target::User(u) => (u, false),
         Target::Post(id) => (id, true),
     };
-    // The post acted on: the target post, or any live post of the target user.
-    let mine = if on_post { "p.id = ?1" } else { "p.user_id = ?1" };
+    // The post acted on: the target post, or one of the target user's
+    // newest WINDOW posts (the cost of a page is bounded by that window,
+    // not by everything the user ever posted).
+    let mine = if on_post {
+        "p.id = ?1".to_string()
+    } else {
+        format!("p.id IN (SELECT id FROM posts WHERE user_id = ?1 ORDER BY id DESC LIMIT {WINDOW})")
+    };
     let mut parts: Vec<String> = Vec::new();
     for (kind, action) in ACTIONS.iter().enumerate() {
         if !actions.contains(action) {
@@ -62,7 +73,8 @@ pub fn page(
         }
         let sql = match (*action, on_post) {
             ("follow", false) => format!(
-                "SELECT {} FROM follows f WHERE f.followed_id = ?1",
+                "SELECT {} FROM follows f WHERE f.id IN
+                   (SELECT id FROM follows WHERE followed_id = ?1 ORDER BY id DESC LIMIT {WINDOW})",
                 cols(kind, "f.created_at", "f.id", "f.follower_id", "f.followed_id")
             ),
             ("bookmark", _) => format!(
@@ -81,13 +93,15 @@ pub fn page(
                 cols(kind, "r.created_at", "r.id", "r.user_id", "p.id")
             ),
             ("mention", false) => format!(
-                "SELECT {} FROM post_mentions m JOIN posts p ON p.id = m.post_id
-                 WHERE m.user_id = ?1 AND p.is_deleted = 0 AND p.repost_of IS NULL AND p.user_id != ?1",
+                "SELECT {} FROM posts p WHERE p.id IN
+                   (SELECT post_id FROM post_mentions WHERE user_id = ?1 ORDER BY post_id DESC LIMIT {WINDOW})
+                 AND p.is_deleted = 0 AND p.repost_of IS NULL AND p.user_id != ?1",
                 cols(kind, "p.created_at", "p.id", "p.user_id", "p.id")
             ),
             ("poll_response", false) => format!(
                 "SELECT {} FROM poll_respondents r JOIN polls q ON q.id = r.poll_id
-                 WHERE q.user_id = ?1 AND q.is_deleted = 0 AND r.user_id != ?1",
+                 WHERE q.id IN (SELECT id FROM polls WHERE user_id = ?1 ORDER BY id DESC LIMIT {WINDOW})
+                   AND q.is_deleted = 0 AND r.user_id != ?1",
                 cols(kind, "r.created_at", "r.rowid", "r.user_id", "q.id")
             ),
             _ => continue,
