@@ -41,8 +41,17 @@ pub struct Code {
 /// grow the table).
 pub const OPEN_CODES_PER_USER: i64 = 20;
 
+/// What a new code is issued for.
+pub struct NewCode<'a> {
+    pub app_id: i64,
+    pub user_id: i64,
+    pub scopes: &'a [String],
+    pub redirect_uri: &'a str,
+    pub challenge: Option<&'a str>,
+}
+
 /// Issues a code valid for `ttl_secs`; returns it (the row keeps its hash).
-pub fn create_code(c: &Connection, code: &Code, ttl_secs: i64) -> rusqlite::Result<String> {
+pub fn create_code(c: &Connection, code: &NewCode, ttl_secs: i64) -> rusqlite::Result<String> {
     let t = now();
     c.qexec("DELETE FROM oauth_codes WHERE expires_at < ?1", [t])?;
     c.qexec(

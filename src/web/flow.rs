@@ -124,9 +124,6 @@ fn check(ctx: &Ctx, get: impl Fn(&str) -> Option<String>, status: u16) -> Result
     let method = get("code_challenge_method");
     match (get("code_challenge").filter(|s| !s.is_empty()), method.as_deref()) {
         (None, _) => {}
-        (Some(_), None | Some("plain")) => {
-            return Err(ar.error(status, "invalid_request", "code_challenge_method: only S256 is accepted"));
-        }
         (Some(c), Some("S256")) => {
             let ok = (43..=128).contains(&c.len())
                 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -139,7 +136,8 @@ fn check(ctx: &Ctx, get: impl Fn(&str) -> Option<String>, status: u16) -> Result
             }
             ar.challenge = Some(c);
         }
-        (Some(_), Some(_)) => {
+        // `plain`, or none named (which RFC 7636 reads as plain).
+        (Some(_), _) => {
             return Err(ar.error(status, "invalid_request", "code_challenge_method: only S256 is accepted"));
         }
     }
@@ -226,14 +224,12 @@ fn issue(ctx: &Ctx, b: &Browser, ar: &AuthRequest, user: &users::UserRow, status
         let g = ctx.db.write(|tx| crate::grants::grant(tx, &ctx.api_url, &ar.app, user.id, &ar.scopes))?;
         ("access_token", g.token)
     } else {
-        let code = oauth::Code {
+        let code = oauth::NewCode {
             app_id: ar.app.id,
             user_id: user.id,
-            scopes: ar.scopes.clone(),
-            redirect_uri: ar.redirect_uri.clone(),
-            challenge: ar.challenge.clone(),
-            expires_at: 0,
-            token_id: None,
+            scopes: &ar.scopes,
+            redirect_uri: &ar.redirect_uri,
+            challenge: ar.challenge.as_deref(),
         };
         ("code", ctx.db.write(|tx| Ok(oauth::create_code(tx, &code, ctx.web.code_secs)?))?)
     };

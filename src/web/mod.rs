@@ -58,10 +58,10 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Resp {
         ("POST", "/oauth/register") => account::register(ctx, req),
         ("GET", "/oauth/apps") => account::apps(ctx, req),
         ("POST", "/oauth/apps/revoke") => account::revoke(ctx, req),
-        (_, "/oauth/authenticate" | "/oauth/signin" | "/oauth/register" | "/oauth/apps") => {
-            Err(ApiError::new(405, format!("{} is not allowed here", req.method)))
-        }
-        (_, "/oauth/authorize") => Err(ApiError::new(405, format!("{} is not allowed here", req.method))),
+        (
+            _,
+            "/oauth/authenticate" | "/oauth/authorize" | "/oauth/signin" | "/oauth/register" | "/oauth/apps",
+        ) => Err(ApiError::new(405, format!("{} is not allowed here", req.method))),
         (_, "/oauth/signout" | "/oauth/apps/revoke") => Err(ApiError::new(405, "Use the button on the page")),
         _ => Err(ApiError::not_found("No such page")),
     };
