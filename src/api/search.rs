@@ -125,6 +125,22 @@ pub(crate) fn scan(
     Ok(Resp::with_meta(200, page_meta(&keys, listed.more), Value::Array(out)))
 }
 
+/// An explore stream: slug, title, description.
+pub(crate) type Explore = (&'static str, &'static str, &'static str);
+
+/// The list of explore streams under `path` (`/v1/posts/streams/explore`),
+/// each with its full URL, as pnut lists them.
+pub(crate) fn explore_catalog(ctx: &Ctx, path: &str, streams: &[Explore]) -> Resp {
+    let list: Vec<Value> = streams
+        .iter()
+        .map(|(slug, title, description)| {
+            serde_json::json!({"slug": slug, "title": title, "description": description,
+                               "url": format!("{}{path}/{slug}", ctx.api_url)})
+        })
+        .collect();
+    Resp::ok(Value::Array(list))
+}
+
 /// `GET /v1/users/search`.
 pub fn users(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     let viewer = auth::optional(&ctx.db, req)?.and_then(|p| p.user_id);

@@ -187,21 +187,14 @@ pub fn search(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 }
 
 /// The channel explore streams: slug, title, description.
-const EXPLORE: &[(&str, &str, &str)] = &[
+const EXPLORE: &[crate::api::search::Explore] = &[
     ("conversations", "Conversations", "Public channels, the most recently active first"),
     ("new", "New", "Public channels, the newest first"),
 ];
 
 /// `GET /v1/channels/streams/explore`.
 pub fn explore_list(ctx: &Ctx, _: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let list: Vec<Value> = EXPLORE
-        .iter()
-        .map(|(slug, title, description)| {
-            serde_json::json!({"slug": slug, "title": title, "description": description,
-                   "url": format!("{}/v1/channels/streams/explore/{slug}", ctx.api_url)})
-        })
-        .collect();
-    Ok(Resp::ok(Value::Array(list)))
+    Ok(crate::api::search::explore_catalog(ctx, "/v1/channels/streams/explore", EXPLORE))
 }
 
 /// `GET /v1/channels/streams/explore/{slug}`: public channels only.

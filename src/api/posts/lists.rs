@@ -213,7 +213,7 @@ pub fn search(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 }
 
 /// The post explore streams: slug, title, description.
-const EXPLORE: &[(&str, &str, &str)] = &[
+const EXPLORE: &[crate::api::search::Explore] = &[
     ("conversations", "Conversations", "Posts that started a conversation: someone replied"),
     ("photos", "Photos", "Posts with a photo"),
     (
@@ -231,14 +231,7 @@ const EXPLORE: &[(&str, &str, &str)] = &[
 
 /// `GET /v1/posts/streams/explore`.
 pub fn explore_list(ctx: &Ctx, _: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let list: Vec<Value> = EXPLORE
-        .iter()
-        .map(|(slug, title, description)| {
-            json!({"slug": slug, "title": title, "description": description,
-                   "url": format!("{}/v1/posts/streams/explore/{slug}", ctx.api_url)})
-        })
-        .collect();
-    Ok(Resp::ok(Value::Array(list)))
+    Ok(crate::api::search::explore_catalog(ctx, "/v1/posts/streams/explore", EXPLORE))
 }
 
 /// `GET /v1/posts/streams/explore/{slug}`: as the other post streams show
