@@ -457,17 +457,6 @@ pub fn existing_user_ids(c: &Connection, ids: &[i64]) -> rusqlite::Result<Vec<i6
     rows.collect()
 }
 
-/// Public, active channels for the channel explore streams: by latest
-/// activity (`by_activity`, the key is the activity counter) or newest.
-pub fn explore_page(c: &Connection, by_activity: bool, p: &Page) -> rusqlite::Result<super::posts::Listed> {
-    let key = if by_activity { "activity" } else { "id" };
-    let inner = format!(
-        "SELECT {key} AS pid, id AS oid, NULL AS extra FROM channels
-         WHERE is_active = 1 AND json_extract(acl, '$.read.public') = 1"
-    );
-    super::posts::paged(c, &inner, Vec::new(), p)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

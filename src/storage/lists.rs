@@ -1,6 +1,6 @@
-//! The paged lists over posts and the graph: the post streams, search and
-//! explore (`PostList`), bookmarks, the user lists, and the one page
-//! window they share (`paged`). SQL only; which posts a list holds for a
+//! The paged lists: the post streams, search and explore (`PostList`),
+//! bookmarks, the user lists, the channel explore streams, and the one
+//! page window they share (`paged`). SQL only; which posts a list holds for a
 //! viewer is decided once, in `list_cond`.
 
 use super::Cached;
@@ -277,4 +277,15 @@ pub fn user_page(c: &Connection, list: UserList, p: &Page) -> rusqlite::Result<L
         }
     };
     paged(c, inner, vec![Sql::Integer(u)], p)
+}
+
+/// Public, active channels for the channel explore streams: by latest
+/// activity (`by_activity`, the key is the activity counter) or newest.
+pub fn channel_explore_page(c: &Connection, by_activity: bool, p: &Page) -> rusqlite::Result<Listed> {
+    let key = if by_activity { "activity" } else { "id" };
+    let inner = format!(
+        "SELECT {key} AS pid, id AS oid, NULL AS extra FROM channels
+         WHERE is_active = 1 AND json_extract(acl, '$.read.public') = 1"
+    );
+    paged(c, &inner, Vec::new(), p)
 }

@@ -10,7 +10,7 @@ pub mod events;
 pub mod files;
 pub mod filters;
 pub mod interactions;
-mod lists;
+pub mod lists;
 pub mod messages;
 pub mod migrations;
 pub mod oauth;

@@ -208,7 +208,7 @@ pub fn explore(ctx: &Ctx, req: &Req, p: &[&str]) -> ApiResult<Resp> {
     let pr = page(req)?;
     let opts = channel_opts(req, true);
     let (listed, out) = ctx.db.read(|c| {
-        let listed = store::explore_page(c, by_activity, &pr)?;
+        let listed = crate::storage::lists::channel_explore_page(c, by_activity, &pr)?;
         let mut out = Vec::new();
         for it in &listed.items {
             if let Some(ch) = store::channel(c, it.oid)?.filter(|ch| caller.can_read(ch)) {
