@@ -92,7 +92,7 @@ pub fn text_process(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
 
 /// `GET /v1/sys/stats` (no token): how big this network is.
 pub fn sys_stats(ctx: &Ctx, _: &Req, _: &[&str]) -> ApiResult<Resp> {
-    let counts = ctx.db.read(|c| Ok(crate::storage::reports::counts(c)?))?;
+    let counts = ctx.db.read(|c| Ok(crate::storage::stats::counts(c)?))?;
     let m: serde_json::Map<String, serde_json::Value> =
         counts.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     Ok(Resp::ok(serde_json::Value::Object(m)))

@@ -19,6 +19,7 @@ pub mod polls;
 pub mod posts;
 pub mod reports;
 pub mod search;
+pub mod stats;
 pub mod streams;
 pub mod users;
 mod wal;
