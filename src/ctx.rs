@@ -22,6 +22,9 @@ pub struct Ctx {
     pub polls: crate::jobs::polls::Waker,
     /// The web pages' settings (`web`).
     pub web: crate::web::WebConfig,
+    /// `GET /v1/sys/stats` as last counted, and when (counting scans whole
+    /// tables, so an anonymous caller gets a copy at most a minute old).
+    pub stats: std::sync::Mutex<Option<(std::time::Instant, serde_json::Value)>>,
 }
 
 /// The flag-set limits `GET /v1/sys/config` publishes.

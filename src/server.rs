@@ -85,6 +85,7 @@ pub fn start(mut cfg: Config) -> Result<ServerHandle, String> {
             registrations: crate::ratelimit::RateLimiter::new(5, Duration::from_secs(3600)),
             csrf_key: crate::util::new_secret(),
         },
+        stats: std::sync::Mutex::new(None),
     });
     let sink_hub = hub.clone();
     db.set_sink(Box::new(move |items| sink_hub.publish(items)));

@@ -90,10 +90,22 @@ pub fn text_process(ctx: &Ctx, req: &Req, _: &[&str]) -> ApiResult<Resp> {
     Ok(Resp::ok(v))
 }
 
-/// `GET /v1/sys/stats` (no token): how big this network is.
+/// How long `GET /v1/sys/stats` answers from its last count.
+const STATS_SECS: u64 = 60;
+
+/// `GET /v1/sys/stats` (no token): how big this network is, counted at most
+/// once a minute (each count scans whole tables).
 pub fn sys_stats(ctx: &Ctx, _: &Req, _: &[&str]) -> ApiResult<Resp> {
+    let mut cached = ctx.stats.lock().unwrap_or_else(|p| p.into_inner());
+    // Held while counting: callers meanwhile wait for this count rather
+    // than each scanning the tables again.
+    if let Some((_, v)) = cached.as_ref().filter(|(at, _)| at.elapsed().as_secs() < STATS_SECS) {
+        return Ok(Resp::ok(v.clone()));
+    }
     let counts = ctx.db.read(|c| Ok(crate::storage::stats::counts(c)?))?;
     let m: serde_json::Map<String, serde_json::Value> =
         counts.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-    Ok(Resp::ok(serde_json::Value::Object(m)))
+    let v = serde_json::Value::Object(m);
+    *cached = Some((std::time::Instant::now(), v.clone()));
+    Ok(Resp::ok(v))
 }
