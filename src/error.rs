@@ -50,6 +50,13 @@ impl ApiError {
 
 impl From<rusqlite::Error> for ApiError {
     fn from(e: rusqlite::Error) -> ApiError {
+        // A query interrupted by its budget (`storage::page::budgeted`):
+        // the client asked for too much at once, nothing went wrong.
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) {
+            return ApiError::bad_request(
+                "This query would take too long: narrow it with more words, a filter that uses ids, or a shorter window",
+            );
+        }
         log::error!("database error: {e}");
         ApiError::internal()
     }

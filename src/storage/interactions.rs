@@ -123,15 +123,18 @@ pub fn page(
         parts.join(" UNION ALL ")
     );
     let mut st = c.prepare_cached(&sql)?;
-    let rows = st.query_map(params_from_iter(args), |r| {
-        let kind: usize = r.get(1)?;
-        Ok(Interaction {
-            pagination_id: r.get(0)?,
-            action: ACTIONS.get(kind).copied().unwrap_or("follow"),
-            actor: r.get(2)?,
-            object_id: r.get(3)?,
-            at: r.get(4)?,
-        })
+    let rows = super::page::budgeted(c, super::page::QUERY_BUDGET, || {
+        st.query_map(params_from_iter(args), |r| {
+            let kind: usize = r.get(1)?;
+            Ok(Interaction {
+                pagination_id: r.get(0)?,
+                action: ACTIONS.get(kind).copied().unwrap_or("follow"),
+                actor: r.get(2)?,
+                object_id: r.get(3)?,
+                at: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()
     })?;
-    Ok(trim_page(rows.collect::<rusqlite::Result<_>>()?, p.count))
+    Ok(trim_page(rows, p.count))
 }

@@ -206,7 +206,13 @@ pub fn post_page(c: &Connection, list: &PostList, hide: Hide, p: &Page) -> rusql
         }
         _ => format!("SELECT p.id AS pid, p.id AS oid, NULL AS extra FROM posts p WHERE {cond}"),
     };
-    paged(c, &inner, args, p)
+    // Lists shaped by the client's filters run on a budget.
+    match list {
+        PostList::Search(_) | PostList::Explore(_) => {
+            super::page::budgeted(c, super::page::QUERY_BUDGET, || paged(c, &inner, args, p))
+        }
+        _ => paged(c, &inner, args, p),
+    }
 }
 
 /// The `WHERE` part of an explore stream (`p` is the post).

@@ -232,7 +232,7 @@ pub fn users(c: &Connection, s: &UserSearch, viewer: Option<i64>, p: &Page) -> r
     }
     let cond = w.join(" AND ");
     let inner = inner("users_fts", ("users", "u"), s.q.as_deref(), s.relevance, &cond, &mut args);
-    super::posts::paged(c, &inner, args, p)
+    super::page::budgeted(c, super::page::QUERY_BUDGET, || super::posts::paged(c, &inner, args, p))
 }
 
 /// Ids matching `fts` in one of the other indexes (`channels_fts`,
