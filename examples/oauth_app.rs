@@ -37,7 +37,7 @@ fn main() {
     println!(
         "Open this in your browser to sign in:\n  {api}/oauth/authenticate?client_id={client_id}&redirect_uri={}\
          &scope=stream,messages&response_type=code&state={state}&code_challenge={challenge}&code_challenge_method=S256",
-        encode(&redirect)
+        spout::web::redirect::encode(&redirect)
     );
 
     let query = wait_for_callback(&listener);
@@ -129,17 +129,14 @@ fn wait_for_callback(listener: &TcpListener) -> Vec<(String, String)> {
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
             page.len()
         );
-        return query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (decode(k), decode(v)))
-            .collect();
+        return spout::util::parse_query(query);
     }
     fail("the listener stopped")
 }
 
 fn post_form(agent: &ureq::Agent, url: &str, form: &[(&str, &str)]) -> Value {
-    let body: Vec<String> = form.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
+    let body: Vec<String> =
+        form.iter().map(|(k, v)| format!("{k}={}", spout::web::redirect::encode(v))).collect();
     let resp = agent
         .post(url)
         .content_type("application/x-www-form-urlencoded")
@@ -152,37 +149,6 @@ fn post_form(agent: &ureq::Agent, url: &str, form: &[(&str, &str)]) -> Value {
         fail(&format!("{url}: {status} {v}"));
     }
     v
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let (mut out, mut i) = (Vec::with_capacity(b.len()), 0);
-    while i < b.len() {
-        match (b[i], s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(x)) => {
-                out.push(x);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn fail(m: &str) -> ! {
