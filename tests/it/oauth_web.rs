@@ -154,21 +154,7 @@ fn authorize_url(client_id: &str, redirect: &str, extra: &str) -> String {
 /// A query parameter (or fragment parameter) of a Location.
 fn param(location: &str, name: &str) -> Option<String> {
     let q = location.split(['?', '#']).nth(1)?;
-    q.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| {
-        let mut out = Vec::new();
-        let b = v.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'%' && i + 2 < b.len() + 1 {
-                out.push(u8::from_str_radix(&v[i + 1..i + 3], 16).unwrap());
-                i += 3;
-            } else {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8(out).unwrap()
-    })
+    spout::util::parse_query(q).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 /// Signs alice in and allows the request at `url`; returns the redirect
